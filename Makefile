@@ -1,0 +1,39 @@
+# The two commands of the README: `make demo` and `make test`. Both create .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast lint format bench dev clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/qbo-pipeline demo
+
+test: $(STAMP)
+	$(BIN)/ruff check qbo_pipeline qbo_pipeline_tests benchmarks
+	$(BIN)/ruff format --check qbo_pipeline qbo_pipeline_tests benchmarks
+	$(BIN)/pytest
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check qbo_pipeline qbo_pipeline_tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff format qbo_pipeline qbo_pipeline_tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+dev: $(STAMP)
+	DAGSTER_HOME=$(abspath .qbo/dagster) $(BIN)/dagster dev -w workspace.yaml
+
+clean:
+	rm -rf .qbo

@@ -1,0 +1,174 @@
+"""The `qbo-pipeline` command: demo, emulator, sync, auth and keys.
+
+Every failure the user can fix ends as one line on stderr and exit status 2 (1 for a
+failed sync run), never a traceback: bad settings, a wrong key, an unknown realm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from qbo_pipeline.quickbooks.faults import QuickBooksError
+from qbo_pipeline.quickbooks.oauth import TokenSet
+from qbo_pipeline.settings import SettingsError
+from qbo_pipeline.vault.crypto import VaultError, generate_key
+
+EXPECTED_ERRORS: tuple[type[Exception], ...] = (
+    SettingsError,
+    QuickBooksError,
+    VaultError,
+    ValueError,
+    FileNotFoundError,
+)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from qbo_pipeline.demo import format_report, run_demo
+
+    report = run_demo(
+        Path(args.state_dir), customers=args.customers, invoices=args.invoices, seed=args.seed
+    )
+    print(format_report(report))
+    return 0 if report.run.success else 1
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    from qbo_pipeline.emulator.config import EmulatorConfig
+    from qbo_pipeline.emulator.server import serve
+
+    config = EmulatorConfig(
+        seed=args.seed,
+        customers=args.customers,
+        invoices=args.invoices,
+        data=Path(args.data) if args.data else None,
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        access_token_ttl=args.access_token_ttl,
+    )
+    if args.data and not config.data.is_file():
+        raise FileNotFoundError(f"--data {args.data}: no such file")
+    serve(config, host=args.host, port=args.port)
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from qbo_pipeline.defs.execution import dagster_instance, sync_realms
+    from qbo_pipeline.sync.runtime import Runtime
+
+    runtime = Runtime.from_env()
+    if args.realm:
+        realms = [runtime.store.get(realm).realm_id for realm in args.realm]
+    else:
+        realms = [c.realm_id for c in runtime.store.list() if c.status == "active"]
+    if not realms:
+        print(
+            "no connected QuickBooks companies; connect one with "
+            "`qbo-pipeline auth set-tokens` (or run `qbo-pipeline demo`)",
+            file=sys.stderr,
+        )
+        return 2
+    instance = dagster_instance(runtime.settings.state_dir)
+    runs = sync_realms(realms, instance=instance, full_refresh=args.full_refresh)
+    for run in runs:
+        status = "ok" if run.success else f"FAILED: {run.error}"
+        print(f"realm {run.realm_id}: run {run.run_id} {status}")
+    return 0 if all(run.success for run in runs) else 1
+
+
+def _set_tokens(args: argparse.Namespace) -> int:
+    from qbo_pipeline.sync.runtime import Runtime
+
+    now = datetime.now(UTC)
+    tokens = TokenSet(
+        access_token=args.access_token,
+        refresh_token=args.refresh_token,
+        access_expires_at=now + timedelta(seconds=args.expires_in),
+        refresh_expires_at=None,
+        realm_id=args.realm,
+    )
+    Runtime.from_env().store.save_tokens(args.realm, tokens)
+    print(f"stored encrypted tokens for realm {args.realm}")
+    return 0
+
+
+def _keys_generate(args: argparse.Namespace) -> int:
+    print(generate_key())
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qbo-pipeline", description="QuickBooks Online to warehouse sync."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="run the whole pipeline against the local emulator")
+    demo.add_argument("--state-dir", default=".qbo")
+    demo.add_argument("--customers", type=int, default=1000)
+    demo.add_argument("--invoices", type=int, default=3000)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(handler=_demo)
+
+    emulator = commands.add_parser("emulator", help="serve a local QuickBooks Online")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=8765)
+    emulator.add_argument("--seed", type=int, default=7)
+    emulator.add_argument("--customers", type=int, default=60)
+    emulator.add_argument("--invoices", type=int, default=150)
+    emulator.add_argument("--data", help="replay entities from a JSON Lines file")
+    emulator.add_argument("--client-id", help="accept only this client id")
+    emulator.add_argument("--client-secret", help="accept only this client secret")
+    emulator.add_argument("--access-token-ttl", type=int, default=3600, metavar="SECONDS")
+    emulator.set_defaults(handler=_emulator)
+
+    sync = commands.add_parser("sync", help="run qbo_sync for connected companies")
+    sync.add_argument("--realm", action="append", help="only this realm (repeatable)")
+    sync.add_argument("--full-refresh", action="store_true", help="ignore the cursors")
+    sync.set_defaults(handler=_sync)
+
+    auth = commands.add_parser("auth", help="manage company connections")
+    auth_commands = auth.add_subparsers(dest="auth_command", required=True)
+    set_tokens = auth_commands.add_parser("set-tokens", help="store existing tokens, encrypted")
+    set_tokens.add_argument("--realm", required=True)
+    set_tokens.add_argument("--access-token", required=True)
+    set_tokens.add_argument("--refresh-token", required=True)
+    set_tokens.add_argument(
+        "--expires-in", type=int, default=0, help="seconds the access token has left (0: refresh)"
+    )
+    set_tokens.set_defaults(handler=_set_tokens)
+
+    keys = commands.add_parser("keys", help="manage token encryption keys")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    generate = keys_commands.add_parser("generate", help="print a new QBO_TOKEN_KEY")
+    generate.set_defaults(handler=_keys_generate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except EXPECTED_ERRORS as error:
+        print(f"qbo-pipeline: {_one_line(error)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

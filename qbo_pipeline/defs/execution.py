@@ -1,0 +1,77 @@
+"""Running `qbo_sync` in-process for connected companies, for the CLI and the demo."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from qbo_pipeline.defs.partitions import realm_partitions
+from qbo_pipeline.quickbooks.catalog import ENTITIES
+
+
+@dataclass(frozen=True)
+class RealmRun:
+    realm_id: str
+    run_id: str
+    success: bool
+    error: str | None
+
+
+def dagster_instance(state_dir: Path) -> dg.DagsterInstance:
+    """The instance of $DAGSTER_HOME, or a local one under the state folder.
+
+    The local one needs no server, and `DAGSTER_HOME=.qbo/dagster dagster dev` shows its
+    runs in the UI.
+    """
+    if not os.environ.get("DAGSTER_HOME"):
+        home = (state_dir / "dagster").resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        config = home / "dagster.yaml"
+        if not config.exists():
+            config.write_text("telemetry:\n  enabled: false\n")
+        os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.get()
+
+
+def sync_realms(
+    realm_ids: Iterable[str], *, instance: dg.DagsterInstance, full_refresh: bool = False
+) -> list[RealmRun]:
+    from qbo_pipeline.definitions import defs
+
+    job = defs.resolve_job_def("qbo_sync")
+    realms = list(realm_ids)
+    known = set(instance.get_dynamic_partitions(realm_partitions.name))
+    missing = [realm for realm in realms if realm not in known]
+    if missing:
+        instance.add_dynamic_partitions(realm_partitions.name, missing)
+    run_config = {
+        "ops": {entity.table: {"config": {"full_refresh": full_refresh}} for entity in ENTITIES}
+    }
+    runs = []
+    for realm in realms:
+        result = job.execute_in_process(
+            partition_key=realm, instance=instance, run_config=run_config, raise_on_error=False
+        )
+        runs.append(
+            RealmRun(
+                realm_id=realm,
+                run_id=result.run_id,
+                success=result.success,
+                error=None if result.success else _first_failure(result),
+            )
+        )
+    return runs
+
+
+def _first_failure(result: dg.ExecuteInProcessResult) -> str:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data.error:
+            error = event.step_failure_data.error
+            while error.cause and "dagster" in error.cls_name.lower():
+                error = error.cause
+            return error.message.strip().splitlines()[0]
+    return "the run failed; see the Dagster event log"

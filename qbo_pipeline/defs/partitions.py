@@ -1,0 +1,5 @@
+"""One Dagster partition per connected QuickBooks company (realm)."""
+
+import dagster as dg
+
+realm_partitions = dg.DynamicPartitionsDefinition(name="realm")

@@ -1,0 +1,221 @@
+"""The accounting API client for one company (realm): query, count, get.
+
+Every request goes through the realm's limiter, retries transient failures with
+exponential backoff and jitter (honouring Retry-After), and on a 401 asks its token
+source for a fresh token once before giving up. Faults of every shape become the typed
+errors of `faults`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import quote
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from qbo_pipeline.quickbooks.catalog import Entity
+from qbo_pipeline.quickbooks.faults import (
+    AuthenticationFailed,
+    QuickBooksError,
+    ServiceUnavailable,
+    ThrottleExceeded,
+    fault_from_response,
+)
+from qbo_pipeline.quickbooks.limiter import DEFAULT_LIMITS, Limits, RealmLimiter, limiter_for
+
+log = logging.getLogger(__name__)
+
+MINOR_VERSION = 75
+MAX_PAGE_SIZE = 1000
+_LONG_QUERY = 1500  # longer statements go in a POST body rather than the URL
+
+
+class TokenSource(Protocol):
+    """Where the client gets bearer tokens; the vault's provider, bound to one realm."""
+
+    def access_token(self) -> str: ...
+
+    def refresh_after_unauthorized(self, rejected: str) -> str: ...
+
+
+class StaticTokenSource:
+    """A fixed token, for scripts and tests that manage tokens themselves."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __repr__(self) -> str:
+        return "StaticTokenSource(<hidden>)"
+
+    def access_token(self) -> str:
+        return self._token
+
+    def refresh_after_unauthorized(self, rejected: str) -> str:
+        return self._token
+
+
+class TruncatedResponse(QuickBooksError):
+    """A 200 whose body is not complete JSON: the connection dropped mid-body."""
+
+
+@dataclass(frozen=True)
+class QueryPage:
+    entities: list[dict]
+    start_position: int | None
+    max_results: int | None
+
+
+def _is_transient(error: BaseException) -> bool:
+    return isinstance(
+        error, ServiceUnavailable | ThrottleExceeded | TruncatedResponse | httpx.TransportError
+    )
+
+
+def _backoff(initial: float, maximum: float) -> Callable[[RetryCallState], float]:
+    exponential = wait_exponential_jitter(initial=initial, max=maximum)
+
+    def wait(state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, ThrottleExceeded) and error.retry_after is not None:
+            return min(error.retry_after, maximum)
+        return exponential(state)
+
+    return wait
+
+
+class QuickBooksClient:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        realm_id: str,
+        tokens: TokenSource,
+        http: httpx.Client | None = None,
+        limiter: RealmLimiter | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        timeout: float = 120.0,
+        max_attempts: int = 8,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 60.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.realm_id = realm_id
+        self._tokens = tokens
+        self._owns_http = http is None
+        self._http = http or httpx.Client(
+            timeout=timeout, limits=httpx.Limits(max_connections=limits.max_in_flight * 2)
+        )
+        self.limiter = limiter or limiter_for(self.base_url, realm_id, limits)
+        self._retrying = Retrying(
+            retry=retry_if_exception(_is_transient),
+            wait=_backoff(backoff_initial, backoff_max),
+            stop=stop_after_attempt(max_attempts),
+            reraise=True,
+            before_sleep=self._log_retry,
+        )
+
+    def __repr__(self) -> str:
+        return f"QuickBooksClient(base_url={self.base_url!r}, realm_id={self.realm_id!r})"
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> QuickBooksClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def company_url(self) -> str:
+        return f"{self.base_url}/v3/company/{self.realm_id}"
+
+    def query(self, statement: str) -> QueryPage:
+        """One query statement, one page of entities as QBO returns them."""
+        document = self._request_json("query", statement)
+        response = document.get("QueryResponse", {})
+        entities = next((v for v in response.values() if isinstance(v, list)), [])
+        return QueryPage(
+            entities=entities,
+            start_position=response.get("startPosition"),
+            max_results=response.get("maxResults"),
+        )
+
+    def count(self, entity: Entity, where: str = "") -> int:
+        statement = f"SELECT COUNT(*) FROM {entity.name}" + (f" WHERE {where}" if where else "")
+        document = self._request_json("query", statement)
+        return int(document.get("QueryResponse", {}).get("totalCount", 0))
+
+    def get(self, entity: Entity, entity_id: str) -> dict:
+        document = self._request_json(f"{entity.resource}/{quote(entity_id)}", None)
+        return document[entity.name]
+
+    def _request_json(self, path: str, statement: str | None) -> dict:
+        context = statement if statement is not None else f"GET {path}"
+        return self._retrying(self._authorised_request, path, statement, context)
+
+    def _authorised_request(self, path: str, statement: str | None, context: str) -> dict:
+        token = self._tokens.access_token()
+        try:
+            return self._send(path, statement, token, context)
+        except AuthenticationFailed:
+            log.info("realm %s: access token rejected, refreshing once", self.realm_id)
+            fresh = self._tokens.refresh_after_unauthorized(token)
+            try:
+                return self._send(path, statement, fresh, context)
+            except AuthenticationFailed as error:
+                raise AuthenticationFailed(
+                    f"QuickBooks rejected the access token of realm {self.realm_id} again after "
+                    "a refresh; reconnect the company with `qbo-pipeline auth authorize`",
+                    status=error.status,
+                    fault_type=error.fault_type,
+                    errors=error.errors,
+                    intuit_tid=error.intuit_tid,
+                ) from None
+
+    def _send(self, path: str, statement: str | None, token: str, context: str) -> dict:
+        url = f"{self.company_url}/{path}"
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        params: dict[str, str] = {"minorversion": str(MINOR_VERSION)}
+        with self.limiter.slot():
+            if statement is not None and len(statement) > _LONG_QUERY:
+                headers["Content-Type"] = "application/text"
+                response = self._http.post(url, params=params, headers=headers, content=statement)
+            else:
+                if statement is not None:
+                    params["query"] = statement
+                response = self._http.get(url, params=params, headers=headers)
+        fault = fault_from_response(response, context=context)
+        if fault is not None:
+            raise fault
+        try:
+            document = json.loads(response.content)
+        except ValueError:
+            raise TruncatedResponse(
+                f"QuickBooks sent an incomplete response for {context}",
+                intuit_tid=response.headers.get("intuit_tid"),
+            ) from None
+        if not isinstance(document, dict):
+            raise TruncatedResponse(f"QuickBooks sent a non-object response for {context}")
+        return document
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "realm %s: attempt %d failed (%s); retrying",
+            self.realm_id,
+            state.attempt_number,
+            str(error).splitlines()[0] if error else "unknown",
+        )

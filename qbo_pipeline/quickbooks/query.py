@@ -1,0 +1,47 @@
+"""Builders of QBO query statements: pure functions over the catalog.
+
+QBO's grammar has no OR, no projections and a 1000-row page limit; name-list entities
+hide inactive rows unless the query mentions `Active`, which a sync must never miss.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from qbo_pipeline.quickbooks.catalog import Entity
+from qbo_pipeline.quickbooks.timestamps import format_qbo
+
+MAX_RESULTS = 1000
+
+
+def timestamp_literal(instant: datetime) -> str:
+    """A quoted literal QBO compares as an instant (offset included, as QBO_API.md asks)."""
+    return f"'{format_qbo(instant)}'"
+
+
+def sync_filter(entity: Entity, since: datetime | None) -> str:
+    """The WHERE clause of a sync: every row, inactive name-list rows included."""
+    conditions = []
+    if entity.is_name_list:
+        conditions.append("Active IN (true, false)")
+    if since is not None:
+        conditions.append(f"MetaData.LastUpdatedTime >= {timestamp_literal(since)}")
+    return " AND ".join(conditions)
+
+
+def select_page(
+    entity: Entity,
+    where: str,
+    *,
+    start_position: int,
+    max_results: int = MAX_RESULTS,
+    order_by: str = "MetaData.LastUpdatedTime",
+) -> str:
+    if not 1 <= max_results <= MAX_RESULTS:
+        raise ValueError(f"max_results must be between 1 and {MAX_RESULTS}; got {max_results}")
+    if start_position < 1:
+        raise ValueError(f"start_position is 1-based; got {start_position}")
+    statement = f"SELECT * FROM {entity.name}"
+    if where:
+        statement += f" WHERE {where}"
+    return f"{statement} ORDERBY {order_by} STARTPOSITION {start_position} MAXRESULTS {max_results}"

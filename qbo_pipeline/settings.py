@@ -1,0 +1,99 @@
+"""The pipeline's configuration, read once from the environment and validated up front.
+
+Every problem is reported as one line naming the variable and what to put in it, so a
+bad deployment fails at start-up, not halfway through a sync.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from qbo_pipeline.quickbooks.oauth import DISCOVERY_URLS
+
+API_BASE_URLS = {
+    "sandbox": "https://sandbox-quickbooks.api.intuit.com",
+    "production": "https://quickbooks.api.intuit.com",
+}
+DEFAULT_REDIRECT_URI = "http://localhost:8000/quickbooks/auth/callback"
+
+
+class SettingsError(ValueError):
+    """A configuration variable is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    client_id: str | None = field(default=None, repr=False)
+    client_secret: str | None = field(default=None, repr=False)
+    redirect_uri: str = DEFAULT_REDIRECT_URI
+    environment: str = "sandbox"
+    discovery_url: str = DISCOVERY_URLS["sandbox"]
+    api_base_url: str = API_BASE_URLS["sandbox"]
+    token_keys: str | None = field(default=None, repr=False)
+    database_url: str | None = None
+    warehouse_url: str | None = None
+    state_dir: Path = Path(".qbo")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        environment = (get("QUICKBOOKS_ENVIRONMENT") or "sandbox").lower()
+        if environment not in API_BASE_URLS:
+            raise SettingsError(
+                f"QUICKBOOKS_ENVIRONMENT is {environment!r}; set it to sandbox or production"
+            )
+        settings = cls(
+            client_id=get("QUICKBOOKS_CLIENT_ID"),
+            client_secret=get("QUICKBOOKS_CLIENT_SECRET"),
+            redirect_uri=get("QUICKBOOKS_REDIRECT_URI") or DEFAULT_REDIRECT_URI,
+            environment=environment,
+            discovery_url=get("QUICKBOOKS_DISCOVERY_URL") or DISCOVERY_URLS[environment],
+            api_base_url=(get("QUICKBOOKS_API_BASE_URL") or API_BASE_URLS[environment]).rstrip("/"),
+            token_keys=_token_keys(get),
+            database_url=get("QBO_DATABASE_URL"),
+            warehouse_url=get("QBO_WAREHOUSE_URL"),
+            state_dir=Path(get("QBO_STATE_DIR") or ".qbo"),
+        )
+        settings.validate_urls()
+        return settings
+
+    def validate_urls(self) -> None:
+        for name, value in (
+            ("QUICKBOOKS_REDIRECT_URI", self.redirect_uri),
+            ("QUICKBOOKS_DISCOVERY_URL", self.discovery_url),
+            ("QUICKBOOKS_API_BASE_URL", self.api_base_url),
+        ):
+            if not value.startswith(("http://", "https://")):
+                raise SettingsError(f"{name} must be an http(s) URL; got {value!r}")
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def require_app_credentials(self) -> tuple[str, str]:
+        if not self.client_id or not self.client_secret:
+            raise SettingsError(
+                "QUICKBOOKS_CLIENT_ID and QUICKBOOKS_CLIENT_SECRET must be set to your Intuit "
+                "app's keys (developer.intuit.com > your app > Keys & credentials)"
+            )
+        return self.client_id, self.client_secret
+
+    @property
+    def default_database_path(self) -> Path:
+        return self.state_dir / "connections.sqlite"
+
+    @property
+    def default_warehouse_path(self) -> Path:
+        return self.state_dir / "warehouse.duckdb"
+
+
+def _token_keys(get) -> str | None:
+    """QBO_TOKEN_KEYS (a key ring) wins over the one-key shorthand QBO_TOKEN_KEY."""
+    return get("QBO_TOKEN_KEYS") or get("QBO_TOKEN_KEY")

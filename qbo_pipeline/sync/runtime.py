@@ -1,0 +1,110 @@
+"""Wiring of settings, vault, OAuth client, API clients and warehouse for one process.
+
+The CLI, the Dagster resources and the demo all build their parts here, so there is one
+place that decides how a realm's client gets its tokens.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from functools import cached_property
+
+from qbo_pipeline.quickbooks.client import QuickBooksClient
+from qbo_pipeline.quickbooks.limiter import DEFAULT_LIMITS, Limits
+from qbo_pipeline.quickbooks.oauth import OAuthClient
+from qbo_pipeline.settings import Settings
+from qbo_pipeline.vault.connections import ConnectionStore
+from qbo_pipeline.vault.crypto import KeyRing
+from qbo_pipeline.vault.database import open_database
+from qbo_pipeline.vault.tokens import TokenProvider
+from qbo_pipeline.warehouse.base import Warehouse, connect_warehouse
+
+
+class RealmTokens:
+    """The vault's token provider bound to one realm, as the API client wants it."""
+
+    def __init__(self, provider: TokenProvider, realm_id: str) -> None:
+        self._provider = provider
+        self._realm_id = realm_id
+
+    def __repr__(self) -> str:
+        return f"RealmTokens(realm_id={self._realm_id!r})"
+
+    def access_token(self) -> str:
+        return self._provider.access_token(self._realm_id)
+
+    def refresh_after_unauthorized(self, rejected: str) -> str:
+        return self._provider.force_refresh(self._realm_id, rejected)
+
+
+class Runtime:
+    """Lazily opened parts; nothing touches the network or a database until asked."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        refresh_margin: timedelta = timedelta(minutes=5),
+    ) -> None:
+        self.settings = settings
+        self.limits = limits
+        self.refresh_margin = refresh_margin
+
+    @classmethod
+    def from_env(cls, **kwargs) -> Runtime:
+        return cls(Settings.from_env(), **kwargs)
+
+    @cached_property
+    def keyring(self) -> KeyRing:
+        return KeyRing.from_env(os.environ)
+
+    @cached_property
+    def store(self) -> ConnectionStore:
+        database = open_database(
+            self.settings.database_url, default_path=self.settings.default_database_path
+        )
+        return ConnectionStore(database, self.keyring)
+
+    @cached_property
+    def oauth(self) -> OAuthClient:
+        client_id, client_secret = self.settings.require_app_credentials()
+        return OAuthClient(
+            client_id=client_id,
+            client_secret=client_secret,
+            redirect_uri=self.settings.redirect_uri,
+            discovery_url=self.settings.discovery_url,
+        )
+
+    @cached_property
+    def tokens(self) -> TokenProvider:
+        return TokenProvider(self.store, self.oauth, refresh_margin=self.refresh_margin)
+
+    @contextmanager
+    def client(self, realm_id: str) -> Iterator[QuickBooksClient]:
+        self.store.get(realm_id)  # fails with a reconnect hint for an unknown realm
+        with QuickBooksClient(
+            base_url=self.settings.api_base_url,
+            realm_id=realm_id,
+            tokens=RealmTokens(self.tokens, realm_id),
+            limits=self.limits,
+        ) as client:
+            yield client
+
+    @contextmanager
+    def warehouse(self) -> Iterator[Warehouse]:
+        warehouse = connect_warehouse(
+            self.settings.warehouse_url, default_path=self.settings.default_warehouse_path
+        )
+        try:
+            warehouse.ensure_schema()
+            yield warehouse
+        finally:
+            warehouse.close()
+
+    def close(self) -> None:
+        if "oauth" in self.__dict__:
+            self.oauth.close()

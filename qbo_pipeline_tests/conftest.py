@@ -1,0 +1,34 @@
+"""Fixtures shared by every test: a real PostgreSQL server and fresh databases on it."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qbo_pipeline_tests.postgres_server import create_database, postgres_server
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+FIXTURES = SHARED / "fixtures"
+_database_numbers = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> str:
+    """A new, empty database for one test."""
+    return create_database(postgres_server_url, f"qbo_test_{next(_database_numbers)}")
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    if not FIXTURES.is_dir():
+        raise RuntimeError(f"shared fixtures not found at {FIXTURES}")
+    return FIXTURES

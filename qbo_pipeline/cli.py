@@ -16,7 +16,8 @@ from pathlib import Path
 from qbo_pipeline.quickbooks.faults import QuickBooksError
 from qbo_pipeline.quickbooks.oauth import TokenSet
 from qbo_pipeline.settings import SettingsError
-from qbo_pipeline.vault.crypto import VaultError, generate_key
+from qbo_pipeline.vault.crypto import generate_key
+from qbo_pipeline.vault.errors import VaultError
 
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (
     SettingsError,

@@ -4,7 +4,6 @@ An entity with lines is one multi-asset: invoices and invoice_lines come from th
 API pages and are written in the same transactions, so they materialise together.
 """
 
-from __future__ import annotations
 
 import os
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from qbo_pipeline.defs.resources import QuickBooksResource, WarehouseResource
 from qbo_pipeline.quickbooks.catalog import ENTITIES, Column, ColumnType, Entity
 from qbo_pipeline.quickbooks.faults import QuickBooksError, ValidationFault
 from qbo_pipeline.sync.engine import EntitySyncResult, SyncOptions, sync_entity
-from qbo_pipeline.vault.tokens import ReauthorizationRequired
+from qbo_pipeline.vault.errors import ReauthorizationRequired
 from qbo_pipeline.warehouse.base import Warehouse
 
 GROUP = "quickbooks"

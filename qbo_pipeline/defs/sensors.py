@@ -1,6 +1,5 @@
 """Sensors: keep the realm partitions in step with the connections in the vault."""
 
-from __future__ import annotations
 
 import dagster as dg
 

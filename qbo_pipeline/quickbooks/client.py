@@ -83,7 +83,7 @@ def _is_transient(error: BaseException) -> bool:
 
 
 def _backoff(initial: float, maximum: float) -> Callable[[RetryCallState], float]:
-    exponential = wait_exponential_jitter(initial=initial, max=maximum)
+    exponential = wait_exponential_jitter(multiplier=initial, max=maximum)
 
     def wait(state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None

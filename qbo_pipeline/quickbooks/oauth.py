@@ -79,7 +79,7 @@ def _transient(error: BaseException) -> bool:
 
 _retry_transient = retry(
     retry=retry_if_exception(_transient),
-    wait=wait_exponential_jitter(initial=0.5, max=8),
+    wait=wait_exponential_jitter(multiplier=0.5, max=8),
     stop=stop_after_attempt(5),
     reraise=True,
 )

@@ -20,7 +20,8 @@ from qbo_pipeline.vault.connections import ConnectionStore
 from qbo_pipeline.vault.crypto import KeyRing
 from qbo_pipeline.vault.database import open_database
 from qbo_pipeline.vault.tokens import TokenProvider
-from qbo_pipeline.warehouse.base import Warehouse, connect_warehouse
+from qbo_pipeline.warehouse.base import Warehouse
+from qbo_pipeline.warehouse.url import connect_warehouse
 
 
 class RealmTokens:

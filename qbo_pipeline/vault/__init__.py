@@ -1,0 +1,67 @@
+"""Credentials at rest: encrypted QuickBooks tokens, their table, and single-flight refresh.
+
+Imports no Dagster: the `defs/` layer wraps these in resources.
+
+    keyring = KeyRing.from_env()
+    db = open_database(os.environ.get("QBO_DATABASE_URL"), default_path=Path(".qbo/qbo.db"))
+    store = ConnectionStore(db, keyring)
+    provider = TokenProvider(store, oauth_client)
+    token = provider.access_token(realm_id)
+"""
+
+from qbo_pipeline.vault.connections import (
+    Connection,
+    ConnectionStatus,
+    ConnectionStore,
+    DecryptedTokens,
+    LockedConnection,
+    fingerprint,
+)
+from qbo_pipeline.vault.crypto import KeyRing, generate_key
+from qbo_pipeline.vault.database import (
+    Database,
+    DatabaseLockTimeout,
+    PostgresDatabase,
+    SQLiteDatabase,
+    mask_url,
+    open_database,
+)
+from qbo_pipeline.vault.errors import (
+    DecryptionError,
+    KeyConfigurationError,
+    ReauthorizationRequired,
+    RefreshLockTimeout,
+    UnknownKeyId,
+    UnknownRealm,
+    VaultError,
+)
+from qbo_pipeline.vault.events import EventKind, TokenEvent
+from qbo_pipeline.vault.tokens import DEFAULT_REFRESH_MARGIN, TokenProvider
+
+__all__ = [
+    "DEFAULT_REFRESH_MARGIN",
+    "Connection",
+    "ConnectionStatus",
+    "ConnectionStore",
+    "Database",
+    "DatabaseLockTimeout",
+    "DecryptedTokens",
+    "DecryptionError",
+    "EventKind",
+    "KeyConfigurationError",
+    "KeyRing",
+    "LockedConnection",
+    "PostgresDatabase",
+    "ReauthorizationRequired",
+    "RefreshLockTimeout",
+    "SQLiteDatabase",
+    "TokenEvent",
+    "TokenProvider",
+    "UnknownKeyId",
+    "UnknownRealm",
+    "VaultError",
+    "fingerprint",
+    "generate_key",
+    "mask_url",
+    "open_database",
+]

@@ -1,0 +1,62 @@
+"""The vault's errors: one base class, one subclass per thing an operator must act on.
+
+Every message is a single line naming the problem and the fix. None carries a token, a
+key or a ciphertext, so they are safe to log, show in Dagster and raise to users.
+"""
+
+from __future__ import annotations
+
+AUTHORIZE_PATH = "/quickbooks/auth/authorize"
+
+
+class VaultError(Exception):
+    """Anything wrong with stored QuickBooks credentials or the keys that protect them."""
+
+
+class KeyConfigurationError(VaultError):
+    """QBO_TOKEN_KEY / QBO_TOKEN_KEYS is missing or malformed."""
+
+
+class UnknownKeyId(VaultError):
+    """A ciphertext names a key id the ring no longer holds."""
+
+
+class DecryptionError(VaultError):
+    """Wrong key, tampered data, or a ciphertext moved to another realm or field."""
+
+
+class UnknownRealm(VaultError):
+    """No connection is stored for the realm."""
+
+    def __init__(self, realm_id: str) -> None:
+        self.realm_id = realm_id
+        super().__init__(
+            f"no QuickBooks connection for realm {realm_id}; connect it with "
+            "`qbo-pipeline auth authorize` or `qbo-pipeline auth set-tokens`"
+        )
+
+
+class ReauthorizationRequired(VaultError):
+    """The grant is gone (invalid_grant or revoked): only a person reconnecting can fix it.
+
+    Never retried, so runs fail fast instead of hammering Intuit's token endpoint.
+    """
+
+    def __init__(self, realm_id: str, reason: str) -> None:
+        self.realm_id = realm_id
+        self.reason = reason
+        super().__init__(
+            f"QuickBooks connection for realm {realm_id} needs to be reconnected ({reason}): "
+            f"run `qbo-pipeline auth authorize --realm {realm_id}` or open {AUTHORIZE_PATH}"
+        )
+
+
+class RefreshLockTimeout(VaultError):
+    """Another worker held the realm's refresh lock for longer than we were willing to wait."""
+
+    def __init__(self, realm_id: str, seconds: float) -> None:
+        self.realm_id = realm_id
+        super().__init__(
+            f"timed out after {seconds:g} s waiting for the token refresh lock of realm "
+            f"{realm_id}; another worker may be stuck refreshing it, retry the run"
+        )

@@ -4,7 +4,6 @@ An entity with lines is one multi-asset: invoices and invoice_lines come from th
 API pages and are written in the same transactions, so they materialise together.
 """
 
-
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager

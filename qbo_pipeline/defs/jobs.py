@@ -7,12 +7,10 @@ DuckDB warehouse have a single writer; runs of different realms run side by side
 import dagster as dg
 
 from qbo_pipeline.defs.assets import GROUP
-from qbo_pipeline.defs.partitions import realm_partitions
 
 qbo_sync = dg.define_asset_job(
     name="qbo_sync",
     selection=dg.AssetSelection.groups(GROUP),
-    partitions_def=realm_partitions,
     executor_def=dg.in_process_executor,
     description="Bring one connected QuickBooks company's tables up to date in the warehouse.",
 )

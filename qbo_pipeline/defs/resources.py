@@ -4,7 +4,6 @@ Secrets never pass through Dagster config: they are read from the environment wh
 starts (`Settings.from_env`), so the UI and the run storage never hold them.
 """
 
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta

@@ -1,6 +1,5 @@
 """Sensors: keep the realm partitions in step with the connections in the vault."""
 
-
 import dagster as dg
 
 from qbo_pipeline.defs.jobs import qbo_sync

@@ -53,6 +53,7 @@ def _emulator(args: argparse.Namespace) -> int:
     )
     if args.data and not config.data.is_file():
         raise FileNotFoundError(f"--data {args.data}: no such file")
+    logging.getLogger("qbo_pipeline.emulator").setLevel(logging.INFO)
     serve(config, host=args.host, port=args.port)
     return 0
 

@@ -1,0 +1,426 @@
+"""One QBO company in memory: its entities, their query index, writes and deletions.
+
+Each stored entity is indexed by its filterable properties (see query.project). Generated
+entities keep only that index and are rebuilt from the seed when served; written and
+replayed entities keep their full body.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from qbo_pipeline.emulator import query
+from qbo_pipeline.emulator.amounts import ZERO, cents, json_amount, recompute_invoice, to_decimal
+from qbo_pipeline.emulator.faults import ServiceFault, not_found, stale_object
+from qbo_pipeline.emulator.generator import CompanyGenerator
+from qbo_pipeline.quickbooks.catalog import CUSTOMER, ENTITIES, INVOICE, Entity
+from qbo_pipeline.quickbooks.timestamps import PACIFIC, format_qbo
+
+# Airbyte stream names in the replay format, and the entity each holds.
+REPLAY_STREAMS = {"customers": CUSTOMER, "invoices": INVOICE}
+_QUERY_CACHE_SIZE = 16
+
+
+@dataclass(frozen=True)
+class Deletion:
+    entity: str
+    id: str
+    deleted_at: datetime
+
+
+class Table:
+    """The entities of one type, by numeric Id."""
+
+    def __init__(self, entity: Entity) -> None:
+        self.entity = entity
+        self.schema = query.schema_for(entity)
+        self.rows: dict[int, query.Projection] = {}
+        self.bodies: dict[int, dict[str, Any]] = {}
+        self.rebuild: Callable[[int], dict[str, Any]] | None = None
+        self.next_id = 1
+        self.version = 0  # bumped on every change; keys the query cache
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def put(self, entity_id: int, body: dict[str, Any]) -> None:
+        self.bodies[entity_id] = body
+        self.index(entity_id, query.project(self.schema, body))
+
+    def index(self, entity_id: int, projection: query.Projection) -> None:
+        self.rows[entity_id] = projection
+        self.next_id = max(self.next_id, entity_id + 1)
+        self.version += 1
+
+    def remove(self, entity_id: int) -> None:
+        self.rows.pop(entity_id, None)
+        self.bodies.pop(entity_id, None)
+        self.version += 1
+
+    def get(self, entity_id: int) -> dict[str, Any] | None:
+        """The entity as served; callers must copy before changing it."""
+        if entity_id not in self.rows:
+            return None
+        body = self.bodies.get(entity_id)
+        if body is None and self.rebuild is not None:
+            body = self.rebuild(entity_id)
+        return body
+
+    def all(self) -> Iterator[dict[str, Any]]:
+        for entity_id in sorted(self.rows):
+            body = self.get(entity_id)
+            if body is not None:
+                yield body
+
+
+class Company:
+    """A realm's data and the QBO rules for changing it."""
+
+    def __init__(self, realm_id: str) -> None:
+        self.realm_id = realm_id
+        self.tables = {entity.name: Table(entity) for entity in ENTITIES}
+        self.deletions: list[Deletion] = []
+        self._query_cache: OrderedDict[tuple[Any, ...], list[int]] = OrderedDict()
+
+    # Building -------------------------------------------------------------------------------
+
+    @classmethod
+    def generated(cls, realm_id: str, seed: int, customers: int, invoices: int) -> Company:
+        company = cls(realm_id)
+        generator = CompanyGenerator(seed, customers, invoices)
+        invoice_table = company.tables[INVOICE.name]
+        balances = [ZERO] * (customers + 1)
+        generator.hold_cards()
+        for number in range(1, invoices + 1):
+            body = generator.invoice(number)
+            invoice_table.index(number, query.project(invoice_table.schema, body))
+            balances[int(body["CustomerRef"]["value"])] += to_decimal(body["Balance"])
+        generator.drop_cards()
+        with_jobs = list(balances)
+        for number in range(1, customers + 1):
+            parent = generator.traits(number).parent
+            if parent is not None:
+                with_jobs[parent] += balances[number]
+        customer_table = company.tables[CUSTOMER.name]
+        for number in range(1, customers + 1):
+            body = generator.customer(number, balances[number], with_jobs[number])
+            customer_table.index(number, query.project(customer_table.schema, body))
+        invoice_table.rebuild = generator.invoice
+        customer_table.rebuild = lambda c: generator.customer(c, balances[c], with_jobs[c])
+        return company
+
+    @classmethod
+    def replayed(cls, realm_id: str, path: Path) -> Company:
+        """Entities from Airbyte record lines, served exactly as recorded."""
+        company = cls(realm_id)
+        with path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                record = json.loads(line)
+                entity = REPLAY_STREAMS.get(record.get("stream"))
+                if entity is None:
+                    continue
+                body = dict(record["data"])
+                body.pop("airbyte_cursor", None)
+                try:
+                    entity_id = int(body["Id"])
+                except (KeyError, ValueError):
+                    raise ValueError(
+                        f"{path}:{number}: {entity.name} without a numeric Id"
+                    ) from None
+                company.tables[entity.name].put(entity_id, body)
+        return company
+
+    # Reading --------------------------------------------------------------------------------
+
+    def get(self, entity: str, entity_id: str) -> dict[str, Any] | None:
+        try:
+            number = int(entity_id)
+        except ValueError:
+            return None
+        return self.tables[entity].get(number)
+
+    def select(self, plan: query.Plan) -> list[int]:
+        """The ids a query matches, in order; cached so paging a large table stays cheap."""
+        table = self.tables[plan.schema.entity.name]
+        key = (plan.selection_key, table.version)
+        ids = self._query_cache.get(key)
+        if ids is None:
+            ids = query.select(plan, table.rows.items())
+            self._query_cache[key] = ids
+            while len(self._query_cache) > _QUERY_CACHE_SIZE:
+                self._query_cache.popitem(last=False)
+        else:
+            self._query_cache.move_to_end(key)
+        return ids
+
+    def counts(self) -> dict[str, int]:
+        return {name: len(table) for name, table in self.tables.items()}
+
+    # Writing --------------------------------------------------------------------------------
+
+    def save(self, entity: Entity, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """Create (no Id) or update (Id and SyncToken; `sparse` merges) as QBO does."""
+        if not isinstance(payload, dict):
+            raise _bad_request("Request has invalid or unsupported property")
+        if payload.get("Id") in (None, ""):
+            return self._create(entity, payload, now)
+        return self._update(entity, payload, now)
+
+    def delete(self, entity: Entity, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """Hard-delete a transaction; name-list entities can only be made inactive."""
+        if entity.is_name_list:
+            raise ServiceFault(
+                "500",
+                "Unsupported Operation",
+                f"Operation Delete is not supported for {entity.name}; "
+                "set Active to false instead.",
+            )
+        existing = self._existing(entity, payload)
+        table = self.tables[entity.name]
+        table.remove(int(existing["Id"]))
+        self.deletions.append(Deletion(entity.name, existing["Id"], now))
+        if entity is INVOICE:
+            delta = -to_decimal(existing.get("Balance"))
+            self._adjust_customer_balance(existing["CustomerRef"]["value"], delta, now)
+        return {"domain": "QBO", "status": "Deleted", "Id": existing["Id"]}
+
+    def _existing(self, entity: Entity, payload: dict[str, Any]) -> dict[str, Any]:
+        entity_id = str(payload.get("Id", ""))
+        existing = self.get(entity.name, entity_id)
+        if existing is None:
+            raise not_found(entity.name, entity_id)
+        if str(payload.get("SyncToken")) != existing["SyncToken"]:
+            raise stale_object()
+        return existing
+
+    def _create(self, entity: Entity, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
+        table = self.tables[entity.name]
+        body = copy.deepcopy(payload)
+        for key in ("Id", "SyncToken", "MetaData", "sparse", "domain"):
+            body.pop(key, None)
+        entity_id = table.next_id
+        stamp = format_qbo(now)
+        header = {
+            "Id": str(entity_id),
+            "SyncToken": "0",
+            "domain": "QBO",
+            "sparse": False,
+            "MetaData": {"CreateTime": stamp, "LastUpdatedTime": stamp},
+        }
+        body = {**header, **body}
+        if entity is CUSTOMER:
+            self._prepare_customer(body, None)
+            table.put(entity_id, body)
+        else:
+            self._prepare_invoice(body, None, now)
+            table.put(entity_id, body)
+            self._adjust_customer_balance(
+                body["CustomerRef"]["value"], to_decimal(body["Balance"]), now
+            )
+        return body
+
+    def _update(self, entity: Entity, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
+        existing = self._existing(entity, payload)
+        changes = copy.deepcopy(payload)
+        sparse = bool(changes.pop("sparse", False))
+        if sparse:
+            body = copy.deepcopy(existing)
+            body.update(changes)
+        else:
+            body = changes
+        body["Id"] = existing["Id"]
+        body["domain"] = "QBO"
+        body["sparse"] = False
+        body["SyncToken"] = str(int(existing["SyncToken"]) + 1)
+        body["MetaData"] = {
+            **existing.get("MetaData", {}),
+            "LastUpdatedTime": format_qbo(now),
+        }
+        if entity is CUSTOMER:
+            self._prepare_customer(body, existing)
+        else:
+            self._prepare_invoice(body, existing, now)
+        self.tables[entity.name].put(int(existing["Id"]), body)
+        if entity is INVOICE:
+            self._move_invoice_balance(existing, body, now)
+        return body
+
+    def _prepare_customer(self, body: dict[str, Any], existing: dict[str, Any] | None) -> None:
+        if not body.get("DisplayName"):
+            parts = [body.get("GivenName"), body.get("FamilyName")]
+            body["DisplayName"] = " ".join(p for p in parts if p) or body.get("CompanyName")
+        name = body.get("DisplayName")
+        if not name:
+            raise ServiceFault(
+                "2020",
+                "Required param missing, need to supply the required value for the API",
+                "Required parameter DisplayName is missing in the request",
+                element="DisplayName",
+            )
+        self._check_unique_name(name, existing)
+        parent_ref = body.get("ParentRef") or {}
+        parent = self.get(CUSTOMER.name, str(parent_ref.get("value", ""))) if parent_ref else None
+        if parent_ref and parent is None:
+            raise _invalid_reference("ParentRef", parent_ref.get("value"))
+        body["FullyQualifiedName"] = f"{parent['FullyQualifiedName']}:{name}" if parent else name
+        body.setdefault("PrintOnCheckName", name)
+        body.setdefault("Active", True)
+        body["Job"] = parent is not None
+        body.setdefault("BillWithParent", False)
+        body.setdefault("Taxable", False)
+        body.setdefault("CurrencyRef", {"value": "USD", "name": "United States Dollar"})
+        # Balances belong to the invoices, whatever the client sent.
+        for key in ("Balance", "BalanceWithJobs"):
+            body[key] = existing.get(key, 0) if existing else 0
+
+    def _check_unique_name(self, name: str, existing: dict[str, Any] | None) -> None:
+        table = self.tables[CUSTOMER.name]
+        position = table.schema.position("DisplayName")
+        own_id = int(existing["Id"]) if existing else None
+        for entity_id, row in table.rows.items():
+            if row[position] == name and entity_id != own_id:
+                raise ServiceFault(
+                    "6240",
+                    "Duplicate Name Exists Error",
+                    "The name supplied already exists. : Another customer is already using "
+                    "this name. Please use a different name.",
+                )
+
+    def _prepare_invoice(
+        self, body: dict[str, Any], existing: dict[str, Any] | None, now: datetime
+    ) -> None:
+        reference = body.get("CustomerRef") or {}
+        customer = self.get(CUSTOMER.name, str(reference.get("value", "")))
+        if customer is None:
+            raise _invalid_reference("CustomerRef", reference.get("value"))
+        if not body.get("Line"):
+            raise ServiceFault(
+                "2020",
+                "Required param missing, need to supply the required value for the API",
+                "Required parameter Line is missing in the request",
+                element="Line",
+            )
+        body["CustomerRef"] = {"value": customer["Id"], "name": customer["DisplayName"]}
+        body.setdefault("CurrencyRef", dict(customer.get("CurrencyRef") or {}))
+        body.setdefault("TxnDate", now.astimezone(PACIFIC).date().isoformat())
+        body.setdefault("DocNumber", str(1000 + int(body["Id"])))
+        body.setdefault("LinkedTxn", existing.get("LinkedTxn", []) if existing else [])
+        _number_sales_lines(body["Line"])
+        paid = None
+        if existing is not None:
+            paid = to_decimal(existing.get("TotalAmt")) - to_decimal(existing.get("Balance"))
+            paid -= to_decimal(existing.get("Deposit"))
+        recompute_invoice(body, paid=paid)
+
+    def _move_invoice_balance(
+        self, before: dict[str, Any], after: dict[str, Any], now: datetime
+    ) -> None:
+        old_customer = before["CustomerRef"]["value"]
+        new_customer = after["CustomerRef"]["value"]
+        old_balance = to_decimal(before.get("Balance"))
+        new_balance = to_decimal(after.get("Balance"))
+        if old_customer == new_customer:
+            if new_balance != old_balance:
+                self._adjust_customer_balance(new_customer, new_balance - old_balance, now)
+            return
+        self._adjust_customer_balance(old_customer, -old_balance, now)
+        self._adjust_customer_balance(new_customer, new_balance, now)
+
+    def _adjust_customer_balance(self, customer_id: str, delta: Decimal, now: datetime) -> None:
+        """Keep Balance/BalanceWithJobs equal to open invoices.
+
+        The customer's LastUpdatedTime moves so incremental syncs see the new balance;
+        its SyncToken does not, as the customer itself was not edited.
+        """
+        if delta == 0:
+            return
+        customer = self.get(CUSTOMER.name, customer_id)
+        if customer is None:
+            return
+        parent_id = (customer.get("ParentRef") or {}).get("value")
+        self._change_customer(customer, ("Balance", "BalanceWithJobs"), delta, now)
+        parent = self.get(CUSTOMER.name, parent_id) if parent_id else None
+        if parent is not None:
+            self._change_customer(parent, ("BalanceWithJobs",), delta, now)
+
+    def _change_customer(
+        self, customer: dict[str, Any], keys: tuple[str, ...], delta: Decimal, now: datetime
+    ) -> None:
+        body = copy.deepcopy(customer)
+        for key in keys:
+            body[key] = json_amount(cents(to_decimal(body.get(key)) + delta))
+        body["MetaData"] = {**body.get("MetaData", {}), "LastUpdatedTime": format_qbo(now)}
+        self.tables[CUSTOMER.name].put(int(body["Id"]), body)
+
+    # Admin ----------------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        customers = list(self.tables[CUSTOMER.name].all())
+        invoices = self.tables[INVOICE.name].all()
+        invoice_summary = {
+            "count": 0,
+            "total_amt_sum": ZERO,
+            "balance_sum": ZERO,
+            "line_count": 0,
+            "line_amount_sum": ZERO,
+        }
+        for invoice in invoices:
+            invoice_summary["count"] += 1
+            invoice_summary["total_amt_sum"] += to_decimal(invoice.get("TotalAmt"))
+            invoice_summary["balance_sum"] += to_decimal(invoice.get("Balance"))
+            for line in invoice.get("Line", []):
+                invoice_summary["line_count"] += 1
+                invoice_summary["line_amount_sum"] += to_decimal(line.get("Amount"))
+        return {
+            "Customer": {
+                "count": len(customers),
+                "active": sum(1 for c in customers if c.get("Active", True)),
+                "balance_sum": _money_text(
+                    sum((to_decimal(c.get("Balance")) for c in customers), ZERO)
+                ),
+            },
+            "Invoice": {
+                key: _money_text(value) if isinstance(value, Decimal) else value
+                for key, value in invoice_summary.items()
+            },
+        }
+
+
+def _money_text(value: Decimal) -> str:
+    return str(cents(value))
+
+
+def _number_sales_lines(lines: list[dict[str, Any]]) -> None:
+    """Give new sales lines the next line Id and LineNum; other line kinds have neither."""
+    taken = [int(line["Id"]) for line in lines if str(line.get("Id", "")).isdigit()]
+    next_id = max(taken, default=0) + 1
+    for position, line in enumerate(
+        (line for line in lines if line.get("DetailType") == "SalesItemLineDetail"), 1
+    ):
+        if not line.get("Id"):
+            line["Id"] = str(next_id)
+            next_id += 1
+        line["LineNum"] = position
+
+
+def _invalid_reference(element: str, value: Any) -> ServiceFault:
+    return ServiceFault(
+        "2500",
+        "Invalid Reference Id",
+        f"Invalid Reference Id : {element} assigned is invalid: {value}",
+        element=element,
+    )
+
+
+def _bad_request(detail: str) -> ServiceFault:
+    return ServiceFault("2010", "Request has invalid or unsupported property", detail)

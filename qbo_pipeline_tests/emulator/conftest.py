@@ -1,0 +1,102 @@
+"""Emulator servers on loopback and a connected client for each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import pytest
+
+from qbo_pipeline.emulator.config import EmulatorConfig
+from qbo_pipeline.emulator.server import EmulatorServer
+
+CLIENT_ID = "emulator-test-app"
+CLIENT_SECRET = "not-a-real-secret"
+REDIRECT_URI = "http://localhost:8000/callback"
+ACCOUNTING = "com.intuit.quickbooks.accounting"
+
+
+@dataclass
+class Connection:
+    """An httpx client holding one authorised grant on an emulator."""
+
+    server: EmulatorServer
+    http: httpx.Client
+    realm_id: str
+    tokens: dict
+
+    def api(self, method: str, path: str, **kwargs) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.tokens['access_token']}"}
+        headers.update(kwargs.pop("headers", {}))
+        url = f"/v3/company/{self.realm_id}/{path}"
+        return self.http.request(method, url, headers=headers, **kwargs)
+
+    def query(self, statement: str) -> httpx.Response:
+        return self.api("GET", "query", params={"query": statement, "minorversion": "75"})
+
+    def rows(self, statement: str) -> list[dict]:
+        response = self.query(statement)
+        assert response.status_code == 200, response.text
+        body = response.json()["QueryResponse"]
+        return next((value for value in body.values() if isinstance(value, list)), [])
+
+
+def authorize(http: httpx.Client, scope: str = ACCOUNTING, **overrides: str) -> httpx.Response:
+    params = {
+        "client_id": CLIENT_ID,
+        "response_type": "code",
+        "scope": scope,
+        "redirect_uri": REDIRECT_URI,
+        "state": "csrf-123",
+        **overrides,
+    }
+    return http.get("/connect/oauth2", params={k: v for k, v in params.items() if v is not None})
+
+
+def callback_params(response: httpx.Response) -> dict[str, str]:
+    assert response.status_code == 302, response.text
+    query = parse_qs(urlparse(response.headers["location"]).query)
+    return {key: values[0] for key, values in query.items()}
+
+
+def token_request(http: httpx.Client, form: dict, *, auth=(CLIENT_ID, CLIENT_SECRET), **kw):
+    return http.post("/oauth2/v1/tokens/bearer", data=form, auth=auth, **kw)
+
+
+def connect(server: EmulatorServer, scope: str = ACCOUNTING) -> Connection:
+    http = httpx.Client(base_url=server.base_url, timeout=10)
+    params = callback_params(authorize(http, scope))
+    form = {
+        "grant_type": "authorization_code",
+        "code": params["code"],
+        "redirect_uri": REDIRECT_URI,
+    }
+    response = token_request(http, form)
+    assert response.status_code == 200, response.text
+    return Connection(server, http, params["realmId"], response.json())
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorServer]:
+    """A shared server for tests that only read."""
+    with EmulatorServer(EmulatorConfig(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def qbo(emulator: EmulatorServer) -> Iterator[Connection]:
+    connection = connect(emulator)
+    yield connection
+    connection.http.close()
+
+
+@pytest.fixture
+def fresh() -> Iterator[Connection]:
+    """A private server and connection for tests that change state."""
+    config = EmulatorConfig(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    with EmulatorServer(config) as server:
+        connection = connect(server)
+        yield connection
+        connection.http.close()

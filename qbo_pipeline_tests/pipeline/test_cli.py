@@ -1,0 +1,103 @@
+"""The `qbo-pipeline` command as a user runs it: a subprocess with an environment."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qbo_pipeline.quickbooks.oauth import OAuthClient
+from qbo_pipeline.settings import Settings
+from qbo_pipeline.sync.runtime import Runtime
+from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals
+
+CLI = str(Path(sys.executable).parent / "qbo-pipeline")
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("QBO_", "QUICKBOOKS_"))}
+    return subprocess.run(
+        [CLI, *args], env={**base, **env}, cwd=cwd, capture_output=True, text=True, timeout=180
+    )
+
+
+def test_keys_generate_prints_a_32_byte_key(tmp_path):
+    completed = run(["keys", "generate"], {}, tmp_path)
+    assert completed.returncode == 0
+    assert len(base64.b64decode(completed.stdout.strip(), validate=True)) == 32
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"QBO_TOKEN_KEY": "not-base64!"}, "QBO_TOKEN_KEY"),
+        ({"QBO_TOKEN_KEY": base64.b64encode(b"short").decode()}, "32 bytes"),
+        ({"QUICKBOOKS_ENVIRONMENT": "staging"}, "QUICKBOOKS_ENVIRONMENT"),
+        ({"QBO_WAREHOUSE_URL": "mysql://x/y", "QBO_TOKEN_KEY": ""}, None),
+    ],
+)
+def test_bad_configuration_is_one_line_naming_the_problem(tmp_path, env, named):
+    completed = run(["sync"], {"QBO_STATE_DIR": str(tmp_path / "s"), **env}, tmp_path)
+    assert completed.returncode == 2
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr
+    assert lines[0].startswith("qbo-pipeline: ")
+    if named:
+        assert named in lines[0]
+    assert "Traceback" not in completed.stderr
+
+
+def test_unknown_realm_is_one_line_with_the_fix(connect, tmp_path):
+    company = connect(customers=5, invoices=5)
+    completed = run(["sync", "--realm", "123145678"], company.env, tmp_path)
+    assert completed.returncode == 2
+    assert "no QuickBooks connection for realm 123145678" in completed.stderr
+    assert "auth" in completed.stderr
+
+
+@pytest.mark.slow
+def test_set_tokens_then_sync_from_the_command_line(connect, tmp_path):
+    """An operator stores tokens obtained elsewhere, then syncs; the CLI refreshes them."""
+    company = connect(customers=90, invoices=140)
+    settings = Settings.from_env()
+    oauth = OAuthClient(
+        client_id=settings.client_id,
+        client_secret=settings.client_secret,
+        redirect_uri=settings.redirect_uri,
+        discovery_url=settings.discovery_url,
+    )
+    tokens = company.runtime.store.decrypt(company.realm_id)
+    fresh = oauth.refresh(tokens.refresh_token)
+    env = {**company.env, "QBO_STATE_DIR": str(tmp_path / "cli-state")}
+
+    stored = run(
+        [
+            "auth",
+            "set-tokens",
+            "--realm",
+            company.realm_id,
+            "--access-token",
+            fresh.access_token,
+            "--refresh-token",
+            fresh.refresh_token,
+        ],
+        env,
+        tmp_path,
+    )
+    assert stored.returncode == 0, stored.stderr
+    assert fresh.refresh_token not in stored.stdout + stored.stderr
+    database = (tmp_path / "cli-state" / "connections.sqlite").read_bytes()
+    assert fresh.refresh_token.encode() not in database
+
+    synced = run(["sync"], env, tmp_path)
+    assert synced.returncode == 0, synced.stderr
+    assert f"realm {company.realm_id}: run" in synced.stdout
+    cli_runtime = Runtime(Settings.from_env(env))
+    with cli_runtime.warehouse() as wh:
+        assert_warehouse_equals(wh, company.realm_id, company.entities)
+    rotated = cli_runtime.store.decrypt(company.realm_id)
+    assert rotated.refresh_token != fresh.refresh_token

@@ -1,0 +1,18 @@
+"""Destinations analysts query: DuckDB or PostgreSQL tables in schema qbo, from the catalog.
+
+Imports no Dagster and no HTTP; the sync engine hands it raw entities and a cursor.
+"""
+
+from qbo_pipeline.warehouse.base import UpsertResult, Warehouse, WarehouseError
+from qbo_pipeline.warehouse.normalise import entity_row, line_rows
+from qbo_pipeline.warehouse.url import connect_warehouse, mask_url
+
+__all__ = [
+    "UpsertResult",
+    "Warehouse",
+    "WarehouseError",
+    "connect_warehouse",
+    "entity_row",
+    "line_rows",
+    "mask_url",
+]

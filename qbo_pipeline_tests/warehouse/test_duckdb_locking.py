@@ -1,0 +1,118 @@
+"""Two processes sharing one DuckDB file: each waits its turn instead of failing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from qbo_pipeline.quickbooks.catalog import INVOICE
+from qbo_pipeline.warehouse import WarehouseError
+from qbo_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+REPO = Path(__file__).resolve().parents[2]
+
+HOLD_FILE = """
+import sys, time, duckdb
+connection = duckdb.connect(sys.argv[1])
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+connection.close()
+"""
+
+WRITE_BATCHES = """
+import json, sys
+from datetime import UTC, datetime, timedelta
+from qbo_pipeline.quickbooks.catalog import INVOICE
+from qbo_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+path, realm, fixtures = sys.argv[1], sys.argv[2], sys.argv[3]
+invoices = []
+for line in open(fixtures):
+    message = json.loads(line)
+    if message["stream"] == "invoices":
+        message["data"].pop("airbyte_cursor")
+        invoices.append(message["data"])
+warehouse = DuckDBWarehouse(path)
+start = datetime(2023, 2, 18, tzinfo=UTC)
+for step in range(15):
+    for invoice in invoices:
+        invoice["SyncToken"] = str(step)
+    warehouse.upsert(INVOICE, realm, invoices, cursor=start + timedelta(minutes=step))
+print("done", flush=True)
+"""
+
+
+def _hold(path: Path, seconds: float) -> subprocess.Popen:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_FILE, str(path), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_writer_waits_for_another_process_to_let_go(tmp_path: Path, invoices: list[dict]) -> None:
+    path = tmp_path / "shared.duckdb"
+    warehouse = DuckDBWarehouse(path)
+    warehouse.ensure_schema()
+    holder = _hold(path, 1.0)
+    try:
+        started = time.monotonic()
+        result = warehouse.upsert(INVOICE, "realm", invoices)
+        waited = time.monotonic() - started
+    finally:
+        holder.wait(timeout=10)
+
+    assert result.rows_written == 5
+    assert waited > 0.5  # it really was blocked, and retried rather than failing
+    assert warehouse.count("invoices") == 5
+
+
+def test_a_writer_gives_up_with_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "shared.duckdb"
+    warehouse = DuckDBWarehouse(path, lock_timeout=0.3)
+    holder = _hold(path, 3.0)
+    try:
+        with pytest.raises(WarehouseError, match="stayed locked by another process"):
+            warehouse.ensure_schema()
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+
+
+def test_two_processes_writing_one_file_both_succeed(tmp_path: Path, fixtures_dir: Path) -> None:
+    path = tmp_path / "shared.duckdb"
+    DuckDBWarehouse(path).ensure_schema()
+    fixtures = fixtures_dir / "qbo_sandbox_records.jsonl"
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(WRITE_BATCHES), str(path), realm, str(fixtures)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for realm in ("realm-a", "realm-b")
+    ]
+    outcomes = [writer.communicate(timeout=120) for writer in writers]
+
+    for writer, (out, err) in zip(writers, outcomes, strict=True):
+        assert writer.returncode == 0, err
+        assert out.strip() == "done"
+    warehouse = DuckDBWarehouse(path)
+    for realm in ("realm-a", "realm-b"):
+        assert warehouse.count("invoices", realm) == 5
+        assert warehouse.count("invoice_lines", realm) == 21
+        assert warehouse.query(
+            "SELECT DISTINCT sync_token FROM qbo.invoices WHERE realm_id = $1", [realm]
+        ) == [(14,)]
+        assert (
+            warehouse.cursor(realm, "Invoice")
+            == warehouse.query("SELECT TIMESTAMPTZ '2023-02-18 00:14:00+00'")[0][0]
+        )

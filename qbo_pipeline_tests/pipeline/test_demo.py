@@ -1,0 +1,80 @@
+"""`qbo-pipeline demo` end to end, as `make demo` runs it, twice."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from qbo_pipeline.emulator.config import EmulatorConfig
+from qbo_pipeline.emulator.server import EmulatorServer
+from qbo_pipeline.warehouse.url import connect_warehouse
+from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals, money
+
+CLI = str(Path(sys.executable).parent / "qbo-pipeline")
+SIZE = {"customers": 400, "invoices": 900}
+
+
+def run_demo(cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QBO_", "QUICKBOOKS_"))}
+    env.pop("DAGSTER_HOME", None)
+    return subprocess.run(
+        [CLI, "demo", "--customers", str(SIZE["customers"]), "--invoices", str(SIZE["invoices"])],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def warehouse_contents(path: Path) -> list:
+    warehouse = connect_warehouse(f"duckdb:///{path}", default_path=path)
+    try:
+        return [
+            warehouse.query(f"SELECT * EXCLUDE (synced_at) FROM qbo.{table} ORDER BY id")
+            for table in ("customers", "invoices")
+        ] + [warehouse.query("SELECT * FROM qbo.invoice_lines ORDER BY invoice_id, line_index")]
+    finally:
+        warehouse.close()
+
+
+@pytest.mark.slow
+def test_demo_loads_exactly_the_emulator_company_and_is_idempotent(tmp_path):
+    first = run_demo(tmp_path)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "qbo.invoice_lines" in first.stdout
+    assert "Top open balances" in first.stdout
+    warehouse_file = tmp_path / ".qbo" / "warehouse.duckdb"
+    assert warehouse_file.is_file()
+    assert (tmp_path / ".qbo" / "token.key").is_file()
+
+    # The same seed and size give the same company: compare with a fresh emulator.
+    with EmulatorServer(EmulatorConfig(**SIZE)) as emulator:
+        realm = emulator.config.realm_id
+        state = emulator.state
+
+        def entities(name: str) -> list[dict]:
+            url = f"{emulator.base_url}/_emulator/companies/{realm}/entities/{name}"
+            return httpx.get(url).json()
+
+        warehouse = connect_warehouse(f"duckdb:///{warehouse_file}", default_path=warehouse_file)
+        try:
+            assert_warehouse_equals(warehouse, realm, entities)
+            (lines,) = warehouse.query("SELECT count(*) FROM qbo.invoice_lines")[0]
+            (amount,) = warehouse.query("SELECT sum(amount) FROM qbo.invoice_lines")[0]
+        finally:
+            warehouse.close()
+        summary = state.company.summary()
+    assert lines == summary["Invoice"]["line_count"]
+    assert money(amount) == money(summary["Invoice"]["line_amount_sum"])
+    assert f"{SIZE['customers']:>8,} rows" in first.stdout
+
+    before = warehouse_contents(warehouse_file)
+    second = run_demo(tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert warehouse_contents(warehouse_file) == before

@@ -18,7 +18,6 @@ Write transactions are where the engines differ most, and where the refresh lock
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
@@ -27,10 +26,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.rows import dict_row
+
+from qbo_pipeline.urls import mask_url
 
 DATABASE_URL_VARIABLE = "QBO_DATABASE_URL"
 LOCK_TIMEOUT_SECONDS = 120.0
@@ -44,19 +45,6 @@ Row = dict[str, Any]
 
 class DatabaseLockTimeout(Exception):
     """Waited `lock_timeout` seconds for a lock another connection holds."""
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ***, for messages and reprs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def as_utc(value: datetime | str | None) -> datetime | None:

@@ -9,16 +9,7 @@ from decimal import Decimal
 from qbo_pipeline.quickbooks.catalog import CUSTOMER, INVOICE
 from qbo_pipeline.sync.engine import sync_entity
 from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals
-
-
-def sandbox_records(fixtures_dir, stream: str) -> list[dict]:
-    records = []
-    for line in (fixtures_dir / "qbo_sandbox_records.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if record["stream"] == stream:
-            record["data"].pop("airbyte_cursor", None)
-            records.append(record["data"])
-    return records
+from qbo_pipeline_tests.sandbox import sandbox_stream
 
 
 def test_sandbox_replay_lands_every_value_where_an_analyst_expects_it(connect, fixtures_dir):
@@ -65,7 +56,7 @@ def test_sandbox_replay_lands_every_value_where_an_analyst_expects_it(connect, f
             (2, None, "SubTotalLineDetail", None, None, None, None, None, Decimal("291"), None),
         ]  # fmt: skip
 
-        expected = {c["Id"]: c for c in sandbox_records(fixtures_dir, "customers")}
+        expected = {c["Id"]: c for c in sandbox_stream(fixtures_dir, "customers")}
         stored = wh.query(
             "SELECT id, display_name, active, balance, currency, created_at, raw "
             "FROM qbo.customers ORDER BY id"

@@ -51,8 +51,7 @@ def test_incremental_filter_keeps_the_offset():
 
 def test_page_statement_and_limits():
     assert select_page(INVOICE, "", start_position=1001) == (
-        "SELECT * FROM Invoice ORDERBY MetaData.LastUpdatedTime STARTPOSITION 1001 "
-        "MAXRESULTS 1000"
+        "SELECT * FROM Invoice ORDERBY MetaData.LastUpdatedTime STARTPOSITION 1001 MAXRESULTS 1000"
     )
     with pytest.raises(ValueError, match="max_results"):
         select_page(INVOICE, "", start_position=1, max_results=1001)

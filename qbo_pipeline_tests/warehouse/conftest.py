@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from qbo_pipeline.warehouse import Warehouse, connect_warehouse
-
-
-def sandbox_stream(fixtures_dir: Path, stream: str) -> list[dict]:
-    """A stream's QBO entities as the API returned them (Airbyte's extra cursor dropped)."""
-    records = []
-    with (fixtures_dir / "qbo_sandbox_records.jsonl").open() as lines:
-        for line in lines:
-            message = json.loads(line)
-            if message["stream"] == stream:
-                entity = dict(message["data"])
-                entity.pop("airbyte_cursor", None)
-                records.append(entity)
-    return records
+from qbo_pipeline_tests.sandbox import sandbox_stream
 
 
 @pytest.fixture

@@ -1,0 +1,19 @@
+"""The real sandbox records of ../shared/fixtures, as QBO's API returned them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def sandbox_stream(fixtures_dir: Path, stream: str) -> list[dict]:
+    """A stream's QBO entities as the API returned them (Airbyte's extra cursor dropped)."""
+    records = []
+    with (fixtures_dir / "qbo_sandbox_records.jsonl").open() as lines:
+        for line in lines:
+            message = json.loads(line)
+            if message["stream"] == stream:
+                entity = dict(message["data"])
+                entity.pop("airbyte_cursor", None)
+                records.append(entity)
+    return records

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -111,7 +112,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="run the whole pipeline against the local emulator")
-    demo.add_argument("--state-dir", default=".qbo")
+    demo.add_argument(
+        "--state-dir",
+        default=os.environ.get("QBO_STATE_DIR") or ".qbo",
+        help="where the key, token store, warehouse and Dagster instance go (QBO_STATE_DIR)",
+    )
     demo.add_argument("--customers", type=int, default=1000)
     demo.add_argument("--invoices", type=int, default=3000)
     demo.add_argument("--seed", type=int, default=7)

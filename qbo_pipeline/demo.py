@@ -7,7 +7,6 @@ what an analyst would see. Running it again changes nothing in the warehouse.
 
 from __future__ import annotations
 
-import base64
 import os
 import secrets
 import time
@@ -22,7 +21,9 @@ from qbo_pipeline.emulator.config import EmulatorConfig
 from qbo_pipeline.emulator.server import EmulatorServer
 from qbo_pipeline.quickbooks.catalog import ENTITIES
 from qbo_pipeline.quickbooks.faults import QuickBooksError
+from qbo_pipeline.settings import Settings
 from qbo_pipeline.sync.runtime import Runtime
+from qbo_pipeline.vault.crypto import generate_key
 
 EXAMPLE_QUERY = """
 SELECT c.display_name, c.currency, count(*) AS open_invoices, sum(i.balance) AS open_balance
@@ -50,16 +51,14 @@ class DemoReport:
         return sum(self.table_rows.values())
 
 
-def ensure_token_key(state_dir: Path) -> None:
-    """Use the operator's key if set; otherwise a key generated once into the state folder."""
+def ensure_token_key(key_file: Path) -> None:
+    """Generate the embedded default key once, unless the operator configured keys."""
     if os.environ.get("QBO_TOKEN_KEYS") or os.environ.get("QBO_TOKEN_KEY"):
         return
-    key_file = state_dir / "token.key"
     if not key_file.exists():
-        state_dir.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(generate_key() + "\n")
         key_file.chmod(0o600)
-    os.environ["QBO_TOKEN_KEY"] = key_file.read_text().strip()
 
 
 def connect_through_oauth(runtime: Runtime) -> str:
@@ -87,8 +86,8 @@ def run_demo(
 ) -> DemoReport:
     started = time.monotonic()
     state_dir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("QBO_STATE_DIR", str(state_dir))
-    ensure_token_key(state_dir)
+    os.environ["QBO_STATE_DIR"] = str(state_dir)
+    ensure_token_key(Settings.from_env().demo_key_file)
     client_id, client_secret = "demo-app", secrets.token_urlsafe(24)
     config = EmulatorConfig(
         seed=seed,
@@ -138,11 +137,11 @@ def format_report(report: DemoReport) -> str:
     lines.append(f"Warehouse {report.warehouse}:")
     lines += [f"  qbo.{table:<15} {rows:>8,} rows" for table, rows in report.table_rows.items()]
     lines.append("Top open balances (example analyst query):")
-    lines += [f"  {' '.join(line.strip() for line in EXAMPLE_QUERY.strip().splitlines())}"]
+    lines += [f"    {line}" for line in EXAMPLE_QUERY.strip().splitlines()]
     for name, currency, count, balance in report.example:
         lines.append(f"  {name:<40} {currency:<4} {count:>4} invoices  {balance:>14,.2f}")
-    rate = report.rows_loaded / report.seconds if report.seconds else 0
     lines.append(
-        f"Done in {report.seconds:.1f} s ({report.rows_loaded:,} rows, {rate:,.0f} rows/s)."
+        f"Done in {report.seconds:.1f} s; the warehouse holds {report.rows_loaded:,} rows "
+        "for this company. Run again: nothing changes."
     )
     return "\n".join(lines)

@@ -90,6 +90,11 @@ class Settings:
         return self.state_dir / "connections.sqlite"
 
     @property
+    def demo_key_file(self) -> Path:
+        """Where the demo keeps the key it generated, used when no key is configured."""
+        return self.state_dir / "token.key"
+
+    @property
     def default_warehouse_path(self) -> Path:
         return self.state_dir / "warehouse.duckdb"
 

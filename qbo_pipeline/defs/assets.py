@@ -147,6 +147,10 @@ def build_entity_asset(entity: Entity) -> dg.AssetsDefinition:
                     f"realm {realm} {entity.name}: {rows} rows, {lines} lines loaded so far"
                 ),
             )
+            context.log.info(
+                f"realm {realm} {entity.name}: {result.mode} sync wrote {result.rows} rows and "
+                f"{result.lines} lines from {result.pages} pages in {result.seconds:.1f} s"
+            )
             yield from _materializations(entity, result, store)
 
     return _entity_asset

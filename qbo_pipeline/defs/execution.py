@@ -49,7 +49,9 @@ def sync_realms(
     if missing:
         instance.add_dynamic_partitions(realm_partitions.name, missing)
     run_config = {
-        "ops": {entity.table: {"config": {"full_refresh": full_refresh}} for entity in ENTITIES}
+        "ops": {entity.table: {"config": {"full_refresh": full_refresh}} for entity in ENTITIES},
+        # Progress lines from the assets, without Dagster's step-by-step debug events.
+        "loggers": {"console": {"config": {"log_level": "INFO"}}},
     }
     runs = []
     for realm in realms:

@@ -61,6 +61,11 @@ class Runtime:
 
     @cached_property
     def keyring(self) -> KeyRing:
+        """The operator's keys; on the embedded defaults, the key the demo generated."""
+        if not (os.environ.get("QBO_TOKEN_KEYS") or os.environ.get("QBO_TOKEN_KEY")):
+            key_file = self.settings.demo_key_file
+            if key_file.is_file():
+                return KeyRing.from_env({"QBO_TOKEN_KEY": key_file.read_text().strip()})
         return KeyRing.from_env(os.environ)
 
     @cached_property

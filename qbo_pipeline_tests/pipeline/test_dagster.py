@@ -96,3 +96,13 @@ def test_dagster_command_line_validates_the_definitions(command, tmp_path):
         env={"PATH": f"{binary.parent}:/usr/bin:/bin", "DAGSTER_HOME": str(tmp_path)},
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_sensor_skips_with_the_reason_when_the_vault_cannot_be_read(tmp_path, monkeypatch):
+    for name in ("QBO_TOKEN_KEY", "QBO_TOKEN_KEYS", "QBO_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("QBO_STATE_DIR", str(tmp_path))
+    with dg.instance_for_test() as instance:
+        result = realm_partitions_sensor(dg.build_sensor_context(instance=instance))
+    assert isinstance(result, dg.SkipReason)
+    assert "QBO_TOKEN_KEY is not set" in result.skip_message

@@ -74,6 +74,14 @@ def test_demo_loads_exactly_the_emulator_company_and_is_idempotent(tmp_path):
     assert money(amount) == money(summary["Invoice"]["line_amount_sum"])
     assert f"{SIZE['customers']:>8,} rows" in first.stdout
 
+    # Later commands on the embedded defaults read the demo's key from .qbo/token.key.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QBO_", "QUICKBOOKS_"))}
+    other = subprocess.run(
+        [CLI, "sync", "--realm", "42"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert other.returncode == 2
+    assert "no QuickBooks connection for realm 42" in other.stderr
+
     before = warehouse_contents(warehouse_file)
     second = run_demo(tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]

@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: a real PostgreSQL server and fresh databases on it."""
+"""Fixtures shared by every test: a real PostgreSQL server, fresh databases on it, and
+the warehouse backends."""
 
 from __future__ import annotations
 
@@ -32,3 +33,11 @@ def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
         raise RuntimeError(f"shared fixtures not found at {FIXTURES}")
     return FIXTURES
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each warehouse backend in turn: a DuckDB file, then a fresh PostgreSQL database."""
+    if request.param == "duckdb":
+        return f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+    return request.getfixturevalue("postgres_url")

@@ -17,13 +17,6 @@ from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals, mo
 PAGES = SyncOptions(page_size=50, batch_rows=120)
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
-def warehouse_url(request, tmp_path) -> str:
-    if request.param == "duckdb":
-        return f"duckdb:///{tmp_path}/warehouse.duckdb"
-    return request.getfixturevalue("postgres_url")
-
-
 def sync_all(company, options=PAGES):
     with company.runtime.client(company.realm_id) as client, company.runtime.warehouse() as wh:
         return [sync_entity(client, wh, entity, options) for entity in (CUSTOMER, INVOICE)]

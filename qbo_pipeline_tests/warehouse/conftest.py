@@ -21,13 +21,6 @@ def invoices(fixtures_dir: Path) -> list[dict]:
     return sandbox_stream(fixtures_dir, "invoices")
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
-def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "duckdb":
-        return f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
-    return request.getfixturevalue("postgres_url")
-
-
 @pytest.fixture
 def warehouse(warehouse_url: str, tmp_path: Path) -> Iterator[Warehouse]:
     opened = connect_warehouse(warehouse_url, default_path=tmp_path / "unused.duckdb")

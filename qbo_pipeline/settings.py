@@ -36,6 +36,10 @@ class Settings:
     database_url: str | None = None
     warehouse_url: str | None = None
     state_dir: Path = Path(".qbo")
+    admin_token: str | None = field(default=None, repr=False)
+    alert_webhook_url: str | None = field(default=None, repr=False)
+    refresh_margin_seconds: int = 300
+    expiry_warning_days: int = 14
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -61,6 +65,10 @@ class Settings:
             database_url=get("QBO_DATABASE_URL"),
             warehouse_url=get("QBO_WAREHOUSE_URL"),
             state_dir=Path(get("QBO_STATE_DIR") or ".qbo"),
+            admin_token=get("QBO_ADMIN_TOKEN"),
+            alert_webhook_url=get("QBO_ALERT_WEBHOOK_URL"),
+            refresh_margin_seconds=_whole_number(get, "QBO_REFRESH_MARGIN_SECONDS", 300),
+            expiry_warning_days=_whole_number(get, "QBO_EXPIRY_WARNING_DAYS", 14),
         )
         settings.validate_urls()
         return settings
@@ -70,9 +78,11 @@ class Settings:
             ("QUICKBOOKS_REDIRECT_URI", self.redirect_uri),
             ("QUICKBOOKS_DISCOVERY_URL", self.discovery_url),
             ("QUICKBOOKS_API_BASE_URL", self.api_base_url),
+            ("QBO_ALERT_WEBHOOK_URL", self.alert_webhook_url or "https://unset"),
         ):
             if not value.startswith(("http://", "https://")):
-                raise SettingsError(f"{name} must be an http(s) URL; got {value!r}")
+                shown = "a value" if name == "QBO_ALERT_WEBHOOK_URL" else repr(value)
+                raise SettingsError(f"{name} must be an http(s) URL; got {shown}")
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -102,3 +112,12 @@ class Settings:
 def _token_keys(get) -> str | None:
     """QBO_TOKEN_KEYS (a key ring) wins over the one-key shorthand QBO_TOKEN_KEY."""
     return get("QBO_TOKEN_KEYS") or get("QBO_TOKEN_KEY")
+
+
+def _whole_number(get, name: str, default: int) -> int:
+    text = get(name)
+    if text is None:
+        return default
+    if not text.isdigit():
+        raise SettingsError(f"{name} must be a whole number; got {text!r}")
+    return int(text)

@@ -22,7 +22,8 @@ class QuickBooksResource(dg.ConfigurableResource):
 
     requests_per_minute: int = 500
     max_in_flight: int = 10
-    refresh_margin_seconds: int = 300
+    refresh_margin_seconds: int | None = None
+    """Refresh access tokens this long before they expire (default QBO_REFRESH_MARGIN_SECONDS)."""
 
     _runtime: Runtime | None = PrivateAttr(default=None)
 
@@ -31,7 +32,11 @@ class QuickBooksResource(dg.ConfigurableResource):
             limits=Limits(
                 requests_per_window=self.requests_per_minute, max_in_flight=self.max_in_flight
             ),
-            refresh_margin=timedelta(seconds=self.refresh_margin_seconds),
+            refresh_margin=(
+                timedelta(seconds=self.refresh_margin_seconds)
+                if self.refresh_margin_seconds is not None
+                else None
+            ),
         )
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:

@@ -49,11 +49,11 @@ class Runtime:
         settings: Settings,
         *,
         limits: Limits = DEFAULT_LIMITS,
-        refresh_margin: timedelta = timedelta(minutes=5),
+        refresh_margin: timedelta | None = None,
     ) -> None:
         self.settings = settings
         self.limits = limits
-        self.refresh_margin = refresh_margin
+        self.refresh_margin = refresh_margin or timedelta(seconds=settings.refresh_margin_seconds)
 
     @classmethod
     def from_env(cls, **kwargs) -> Runtime:

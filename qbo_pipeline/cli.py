@@ -51,6 +51,9 @@ def _emulator(args: argparse.Namespace) -> int:
         client_id=args.client_id,
         client_secret=args.client_secret,
         access_token_ttl=args.access_token_ttl,
+        refresh_token_ttl=args.refresh_token_ttl,
+        rotation=args.rotation,
+        token_endpoint_failure=args.fail_token_endpoint,
     )
     if args.data and not config.data.is_file():
         raise FileNotFoundError(f"--data {args.data}: no such file")
@@ -132,6 +135,26 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--client-id", help="accept only this client id")
     emulator.add_argument("--client-secret", help="accept only this client secret")
     emulator.add_argument("--access-token-ttl", type=int, default=3600, metavar="SECONDS")
+    emulator.add_argument(
+        "--refresh-token-ttl",
+        type=int,
+        default=8726400,
+        metavar="SECONDS",
+        help="rolling refresh-token lifetime (Intuit: 101 days)",
+    )
+    emulator.add_argument(
+        "--rotation",
+        choices=["intuit", "strict"],
+        default="intuit",
+        help="intuit: same refresh token for 24 h, the previous one valid 24 h after a new one; "
+        "strict: a new refresh token on every refresh, the previous one dead at once",
+    )
+    emulator.add_argument(
+        "--fail-token-endpoint",
+        type=int,
+        metavar="STATUS",
+        help="make every token endpoint call fail with this HTTP status (e.g. 503)",
+    )
     emulator.set_defaults(handler=_emulator)
 
     sync = commands.add_parser("sync", help="run qbo_sync for connected companies")

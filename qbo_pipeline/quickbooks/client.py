@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 from urllib.parse import quote
 
@@ -33,6 +34,7 @@ from qbo_pipeline.quickbooks.faults import (
     fault_from_response,
 )
 from qbo_pipeline.quickbooks.limiter import DEFAULT_LIMITS, Limits, RealmLimiter, limiter_for
+from qbo_pipeline.quickbooks.timestamps import parse_instant
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,7 @@ class QueryPage:
     entities: list[dict]
     start_position: int | None
     max_results: int | None
+    server_time: datetime | None  # the envelope's `time`: QBO's clock, not ours
 
 
 def _is_transient(error: BaseException) -> bool:
@@ -147,10 +150,12 @@ class QuickBooksClient:
         document = self._request_json("query", statement)
         response = document.get("QueryResponse", {})
         entities = next((v for v in response.values() if isinstance(v, list)), [])
+        stamp = document.get("time")
         return QueryPage(
             entities=entities,
             start_position=response.get("startPosition"),
             max_results=response.get("maxResults"),
+            server_time=parse_instant(stamp) if isinstance(stamp, str) else None,
         )
 
     def count(self, entity: Entity, where: str = "") -> int:

@@ -19,13 +19,26 @@ def timestamp_literal(instant: datetime) -> str:
     return f"'{format_qbo(instant)}'"
 
 
-def sync_filter(entity: Entity, since: datetime | None) -> str:
-    """The WHERE clause of a sync: every row, inactive name-list rows included."""
+def sync_filter(
+    entity: Entity,
+    since: datetime | None,
+    until: datetime | None = None,
+    *,
+    at: datetime | None = None,
+) -> str:
+    """The WHERE clause of a sync: every row, inactive name-list rows included.
+
+    `since` is inclusive and `until` exclusive; `at` selects one exact timestamp.
+    """
     conditions = []
     if entity.is_name_list:
         conditions.append("Active IN (true, false)")
+    if at is not None:
+        conditions.append(f"MetaData.LastUpdatedTime = {timestamp_literal(at)}")
     if since is not None:
         conditions.append(f"MetaData.LastUpdatedTime >= {timestamp_literal(since)}")
+    if until is not None:
+        conditions.append(f"MetaData.LastUpdatedTime < {timestamp_literal(until)}")
     return " AND ".join(conditions)
 
 

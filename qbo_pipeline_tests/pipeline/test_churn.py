@@ -1,0 +1,115 @@
+"""A company that changes while it is being read: no unchanged row may be missed, and one
+more incremental run makes the warehouse equal to the source.
+
+Offset paging (STARTPOSITION) over rows ordered by LastUpdatedTime skips a row each time
+an earlier row is updated (it jumps to the end and every later row shifts back one); the
+engine's keyset-paged time ranges must not.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+
+from qbo_pipeline.quickbooks.catalog import CUSTOMER, INVOICE
+from qbo_pipeline.sync.engine import SyncOptions, sync_entity
+from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals
+
+
+class ChurningClient:
+    """The real client, but every page it reads is followed by an edit in QuickBooks."""
+
+    def __init__(self, client, company, seed: int) -> None:
+        self._client = client
+        self._company = company
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+        self.changed: set[tuple[str, str]] = set()
+        self.customers = {c["Id"]: c for c in company.entities("Customer")}
+        self.invoices = {i["Id"]: i for i in company.entities("Invoice")}
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def query(self, statement: str):
+        page = self._client.query(statement)
+        with self._lock:
+            self._edit()
+        return page
+
+    def _edit(self) -> None:
+        if self._random.random() < 0.5:
+            entity, records, path = "Customer", self.customers, "customer"
+            change = {"Notes": f"edited {self._random.random():.6f}"}
+        else:
+            entity, records, path = "Invoice", self.invoices, "invoice"
+            change = {"PrivateNote": f"edited {self._random.random():.6f}"}
+        record_id = self._random.choice(sorted(records))
+        current = records[record_id]
+        response = self._company.api(
+            "POST",
+            path,
+            json={"Id": record_id, "SyncToken": current["SyncToken"], "sparse": True, **change},
+        )
+        assert response.status_code == 200, response.text
+        records[record_id] = response.json()[entity]
+        self.changed.add((entity, record_id))
+
+
+def test_rows_changed_mid_sync_never_hide_unchanged_rows(connect):
+    company = connect(customers=300, invoices=500)
+    before = {
+        "Customer": {c["Id"]: c["SyncToken"] for c in company.entities("Customer")},
+        "Invoice": {i["Id"]: i["SyncToken"] for i in company.entities("Invoice")},
+    }
+    options = SyncOptions(page_size=20, batch_rows=100)
+    with company.runtime.client(company.realm_id) as client, company.runtime.warehouse() as wh:
+        churning = ChurningClient(client, company, seed=11)
+        for entity in (CUSTOMER, INVOICE):
+            sync_entity(churning, wh, entity, options)
+        assert len(churning.changed) > 40
+
+        for entity, table in (("Customer", "customers"), ("Invoice", "invoices")):
+            stored = dict(wh.query(f"SELECT id, sync_token FROM qbo.{table}"))
+            unchanged = {
+                id_: int(token)
+                for id_, token in before[entity].items()
+                if (entity, id_) not in churning.changed
+            }
+            missing = sorted(set(unchanged) - set(stored))
+            assert not missing, f"{entity} rows skipped by the sync: {missing[:10]}"
+            assert {id_: stored[id_] for id_ in unchanged} == unchanged
+
+        for entity in (CUSTOMER, INVOICE):
+            sync_entity(client, wh, entity, options)
+        assert_warehouse_equals(wh, company.realm_id, company.entities)
+
+
+def test_more_rows_in_one_second_than_a_page_holds(connect, tmp_path, fixtures_dir):
+    """Bulk imports stamp many rows with the same second; keyset paging alone would stall."""
+    template = next(
+        json.loads(line)
+        for line in (fixtures_dir / "qbo_sandbox_records.jsonl").read_text().splitlines()
+        if json.loads(line)["stream"] == "customers"
+    )
+    replay = tmp_path / "bulk.jsonl"
+    with replay.open("w") as out:
+        for n in range(1, 58):
+            data = {
+                **template["data"],
+                "Id": str(n),
+                "DisplayName": f"Bulk customer {n}",
+                "MetaData": {
+                    "CreateTime": "2024-11-03T01:30:00-07:00",
+                    "LastUpdatedTime": "2024-11-03T01:30:00-08:00"
+                    if n % 3
+                    else "2024-11-03T01:30:00-07:00",
+                },
+            }
+            out.write(json.dumps({"stream": "customers", "data": data}) + "\n")
+    company = connect(data=replay)
+    with company.runtime.client(company.realm_id) as client, company.runtime.warehouse() as wh:
+        result = sync_entity(client, wh, CUSTOMER, SyncOptions(page_size=10))
+        assert result.rows == 57
+        assert wh.count("customers", company.realm_id) == 57

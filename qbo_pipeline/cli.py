@@ -1,4 +1,4 @@
-"""The `qbo-pipeline` command: demo, emulator, sync, auth and keys.
+"""The `qbo-pipeline` command: demo, emulator, sync, auth, keys and serve.
 
 Every failure the user can fix ends as one line on stderr and exit status 2 (1 for a
 failed sync run), never a traceback: bad settings, a wrong key, an unknown realm.
@@ -11,13 +11,15 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
+
+from qbo_pipeline.commands import auth as auth_commands
+from qbo_pipeline.commands import keys as keys_commands
+from qbo_pipeline.commands import serve as serve_commands
 from qbo_pipeline.quickbooks.faults import QuickBooksError
-from qbo_pipeline.quickbooks.oauth import TokenSet
 from qbo_pipeline.settings import SettingsError
-from qbo_pipeline.vault.crypto import generate_key
 from qbo_pipeline.vault.errors import VaultError
 
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (
@@ -25,7 +27,8 @@ EXPECTED_ERRORS: tuple[type[Exception], ...] = (
     QuickBooksError,
     VaultError,
     ValueError,
-    FileNotFoundError,
+    OSError,  # files, ports: FileNotFoundError, address in use
+    httpx.HTTPError,  # Intuit unreachable
 )
 
 
@@ -86,27 +89,6 @@ def _sync(args: argparse.Namespace) -> int:
     return 0 if all(run.success for run in runs) else 1
 
 
-def _set_tokens(args: argparse.Namespace) -> int:
-    from qbo_pipeline.sync.runtime import Runtime
-
-    now = datetime.now(UTC)
-    tokens = TokenSet(
-        access_token=args.access_token,
-        refresh_token=args.refresh_token,
-        access_expires_at=now + timedelta(seconds=args.expires_in),
-        refresh_expires_at=None,
-        realm_id=args.realm,
-    )
-    Runtime.from_env().store.save_tokens(args.realm, tokens)
-    print(f"stored encrypted tokens for realm {args.realm}")
-    return 0
-
-
-def _keys_generate(args: argparse.Namespace) -> int:
-    print(generate_key())
-    return 0
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qbo-pipeline", description="QuickBooks Online to warehouse sync."
@@ -162,21 +144,9 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--full-refresh", action="store_true", help="ignore the cursors")
     sync.set_defaults(handler=_sync)
 
-    auth = commands.add_parser("auth", help="manage company connections")
-    auth_commands = auth.add_subparsers(dest="auth_command", required=True)
-    set_tokens = auth_commands.add_parser("set-tokens", help="store existing tokens, encrypted")
-    set_tokens.add_argument("--realm", required=True)
-    set_tokens.add_argument("--access-token", required=True)
-    set_tokens.add_argument("--refresh-token", required=True)
-    set_tokens.add_argument(
-        "--expires-in", type=int, default=0, help="seconds the access token has left (0: refresh)"
-    )
-    set_tokens.set_defaults(handler=_set_tokens)
-
-    keys = commands.add_parser("keys", help="manage token encryption keys")
-    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
-    generate = keys_commands.add_parser("generate", help="print a new QBO_TOKEN_KEY")
-    generate.set_defaults(handler=_keys_generate)
+    auth_commands.add_parser(commands)
+    keys_commands.add_parser(commands)
+    serve_commands.add_parser(commands)
     return parser
 
 

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from qbo_pipeline.emulator.config import TOKEN_FAILURE_STATUSES
 from qbo_pipeline.emulator.store import EmulatorState
 from qbo_pipeline.quickbooks import catalog
 from qbo_pipeline.quickbooks.timestamps import format_qbo
@@ -105,6 +106,22 @@ async def faults(request: Request) -> Response:
     return JSONResponse({"status": status, "count": count, "shape": shape})
 
 
+async def token_failures(request: Request) -> Response:
+    """Make the OAuth token endpoint fail: the next `count` calls, or all until DELETE."""
+    failures = _state(request).token_failures
+    if request.method == "DELETE":
+        failures.clear()
+        return JSONResponse({"status": None, "count": 0})
+    body = await _json_body(request)
+    status, count = body.get("status"), body.get("count")
+    if status not in TOKEN_FAILURE_STATUSES:
+        return _error(f"status must be one of {TOKEN_FAILURE_STATUSES}")
+    if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 0):
+        return _error("count must be a non-negative integer, or omitted to fail until DELETE")
+    failures.set(status, count)
+    return JSONResponse({"status": status, "count": count})
+
+
 async def clock(request: Request) -> Response:
     """Move emulator time forward so expiry and rotation grace can be tested quickly."""
     state = _state(request)
@@ -124,5 +141,6 @@ routes = [
     Route("/_emulator/stats", stats),
     Route("/_emulator/tokens/expire", expire_tokens, methods=["POST"]),
     Route("/_emulator/faults", faults, methods=["POST", "DELETE"]),
+    Route("/_emulator/oauth/failures", token_failures, methods=["POST", "DELETE"]),
     Route("/_emulator/clock", clock, methods=["GET", "POST"]),
 ]

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 SCOPES_SUPPORTED = ("openid", "email", "profile", "address", "phone")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# The OAuth error an injected failure answers with (RFC 6749 §5.2 and §4.1.2.1 names).
+FAILURE_ERRORS = {500: "server_error", 502: "server_error"}
 
 
 def _state(request: Request) -> EmulatorState:
@@ -119,10 +121,23 @@ def _oauth_error(
     return JSONResponse(body, status_code=status, headers=NO_STORE)
 
 
+def _injected_failure(state: EmulatorState, status: int) -> Response:
+    state.stats.token_failures_injected += 1
+    body = {
+        "error": FAILURE_ERRORS.get(status, "temporarily_unavailable"),
+        "error_description": "failure injected by the QBO emulator",
+    }
+    return JSONResponse(body, status_code=status, headers=NO_STORE)
+
+
 async def token(request: Request) -> Response:
     state = _state(request)
-    state.stats.token_calls += 1
     form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
+    state.stats.token_calls += 1
+    state.stats.token_calls_by_grant[form.get("grant_type") or "none"] += 1
+    failure = state.token_failures.take()
+    if failure is not None:
+        return _injected_failure(state, failure)
     client_id, client_secret = _client_credentials(request, form)
     if not client_id or not state.client_allowed(client_id, client_secret):
         return _oauth_error(state, "invalid_client", None, 401)

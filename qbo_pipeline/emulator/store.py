@@ -51,12 +51,43 @@ class InjectedFaults:
 
 
 @dataclass
+class TokenEndpointFailures:
+    """Token endpoint calls that fail on purpose with `status`.
+
+    `remaining` counts the calls left to fail; None means every call until cleared (the
+    `token_endpoint_failure` setting, or the admin API without a count).
+    """
+
+    status: int | None = None
+    remaining: int | None = None
+
+    def take(self) -> int | None:
+        if self.status is None:
+            return None
+        if self.remaining is not None:
+            if self.remaining <= 0:
+                return None
+            self.remaining -= 1
+        return self.status
+
+    def set(self, status: int, count: int | None) -> None:
+        self.status, self.remaining = status, count
+
+    def clear(self) -> None:
+        self.status, self.remaining = None, None
+
+
+@dataclass
 class Stats:
+    """Counters tests read through /_emulator/stats to see exactly what reached QBO."""
+
     requests: Counter[str] = field(default_factory=Counter)  # per realm
     statuses: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     token_calls: int = 0
-    grants: Counter[str] = field(default_factory=Counter)
-    token_errors: Counter[str] = field(default_factory=Counter)
+    token_calls_by_grant: Counter[str] = field(default_factory=Counter)  # every call
+    grants: Counter[str] = field(default_factory=Counter)  # successful calls
+    token_errors: Counter[str] = field(default_factory=Counter)  # refusals, not injected
+    token_failures_injected: int = 0
 
     def record_request(self, realm_id: str, status: int) -> None:
         self.requests[realm_id] += 1
@@ -70,9 +101,12 @@ class Stats:
             },
             "token_endpoint": {
                 "calls": self.token_calls,
+                "calls_by_grant_type": dict(self.token_calls_by_grant),
                 "grants": dict(self.grants),
+                "refresh_successes": self.grants["refresh_token"],
                 "invalid_grant": self.token_errors["invalid_grant"],
                 "errors": dict(self.token_errors),
+                "failures_injected": self.token_failures_injected,
             },
         }
 
@@ -88,6 +122,7 @@ class EmulatorState:
         )
         self.companies: dict[str, Company] = {config.realm_id: _build_company(config)}
         self.faults = InjectedFaults()
+        self.token_failures = TokenEndpointFailures(config.token_endpoint_failure)
         self.stats = Stats()
 
     @property

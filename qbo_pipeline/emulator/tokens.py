@@ -1,9 +1,19 @@
 """Intuit's OAuth bookkeeping: authorization codes, grants, rotating refresh tokens.
 
 A grant is one company's consent to one app; every refresh and access token belongs to
-exactly one grant, so revoking any token ends them all. Tokens are kept only as SHA-256
-digests: the values leave this module once, in the response that issues them.
-The rotation policy decides how long a superseded refresh token keeps working.
+exactly one grant, so revoking any token ends them all. Tokens are kept as SHA-256
+digests; the one plaintext kept is a grant's current refresh token under the "intuit"
+policy, because Intuit hands that same value out again for 24 hours.
+
+The rotation policy decides when a refresh issues a new refresh token value and how long
+the one it replaces keeps working:
+
+- "strict": a new value on every refresh; the previous one is dead at once.
+- "intuit" (QBO_API.md §5, Intuit's docs and staff): a refresh within 24 h of the current
+  value's issue returns that same value, whose rolling window keeps counting down (so
+  `x_refresh_token_expires_in` falls between such calls, as Intuit's responses show); a
+  refresh after that issues a new value with a fresh window, and the previous value keeps
+  working for 24 h more.
 """
 
 from __future__ import annotations
@@ -17,7 +27,11 @@ from dataclasses import dataclass, field
 
 CODE_TTL = 600  # seconds; Intuit's is undocumented, RFC 6749 recommends at most 10 minutes
 HARD_LIFETIME = 5 * 365 * 86400  # Intuit's 5-year ceiling on a grant's refresh tokens
-ROTATION_GRACE = {"intuit": 24 * 3600, "strict": 0}
+DAY = 24 * 3600
+# How long a refresh token value is handed out again before a refresh replaces it.
+ROTATION_PERIOD = {"intuit": DAY, "strict": 0}
+# How long a replaced refresh token value keeps working.
+ROTATION_GRACE = {"intuit": DAY, "strict": 0}
 ACCOUNTING_SCOPE = "com.intuit.quickbooks.accounting"
 
 
@@ -33,7 +47,8 @@ class Grant:
     scopes: tuple[str, ...]
     created_at: float
     revoked: bool = False
-    current_refresh: str | None = None  # digest of the newest refresh token
+    # The newest refresh token; not in repr or eq, which would loop back to this grant.
+    current_refresh: RefreshToken | None = field(default=None, repr=False, compare=False)
 
     @property
     def hard_expires_at(self) -> float:
@@ -43,8 +58,11 @@ class Grant:
 @dataclass
 class RefreshToken:
     grant: Grant
+    issued_at: float
     expires_at: float
     superseded_at: float | None = None
+    # Kept only while this is the grant's current token and the policy re-issues values.
+    value: str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -110,6 +128,7 @@ class TokenAuthority:
     def __init__(self, *, access_ttl: int, refresh_ttl: int, rotation: str = "intuit") -> None:
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
+        self.period = ROTATION_PERIOD[rotation]
         self.grace = ROTATION_GRACE[rotation]
         self._codes: dict[str, AuthorizationCode] = {}
         self._refresh: dict[str, RefreshToken] = {}
@@ -149,30 +168,53 @@ class TokenAuthority:
         record = self._refresh.get(_digest(token))
         if record is None or record.grant.client_id != client_id or record.grant.revoked:
             raise InvalidGrant("Incorrect or invalid refresh token")
-        if now > record.expires_at or now > record.grant.hard_expires_at:
+        if now >= record.expires_at or now >= record.grant.hard_expires_at:
             raise InvalidGrant("Refresh token expired")
         if record.superseded_at is not None and now >= record.superseded_at + self.grace:
             raise InvalidGrant("Incorrect or invalid refresh token")
         return self._issue(record.grant, now)
 
     def _issue(self, grant: Grant, now: float) -> Issued:
-        previous = self._refresh.get(grant.current_refresh or "")
-        if previous is not None and previous.superseded_at is None:
-            previous.superseded_at = now
-        refresh_token = new_refresh_token()
+        """A new access token, with the grant's current refresh token or its replacement.
+
+        Any live refresh token of the grant (the current one, or a replaced one within its
+        grace) gets the same answer: the current value while the policy still re-issues it.
+        """
+        current = grant.current_refresh
+        if current is not None and current.value is not None and self._reusable(current, now):
+            refresh_token, record = current.value, current
+        else:
+            refresh_token, record = self._replace_refresh(grant, current, now)
         access_token = new_access_token()
-        refresh_expires = min(now + self.refresh_ttl, grant.hard_expires_at)
-        grant.current_refresh = _digest(refresh_token)
-        self._refresh[grant.current_refresh] = RefreshToken(grant, refresh_expires)
         self._access[_digest(access_token)] = AccessToken(grant, now + self.access_ttl)
         return Issued(
             access_token=access_token,
             refresh_token=refresh_token,
             expires_in=self.access_ttl,
-            refresh_expires_in=int(refresh_expires - now),
+            refresh_expires_in=int(record.expires_at - now),
             hard_expires_in=int(grant.hard_expires_at - now),
             grant=grant,
         )
+
+    def _reusable(self, record: RefreshToken, now: float) -> bool:
+        return now - record.issued_at < self.period and now < record.expires_at
+
+    def _replace_refresh(
+        self, grant: Grant, previous: RefreshToken | None, now: float
+    ) -> tuple[str, RefreshToken]:
+        if previous is not None:
+            previous.superseded_at = now
+            previous.value = None
+        value = new_refresh_token()
+        record = RefreshToken(
+            grant,
+            issued_at=now,
+            expires_at=min(now + self.refresh_ttl, grant.hard_expires_at),
+            value=value if self.period else None,
+        )
+        self._refresh[_digest(value)] = record
+        grant.current_refresh = record
+        return value, record
 
     def revoke(self, token: str, *, client_id: str) -> bool:
         """End the grant the token belongs to; False when the token is unknown."""

@@ -78,24 +78,48 @@ class TokenProvider:
 
         return self._refresh(realm_id, done=replaced)
 
+    def refresh_now(self, realm_id: str, refresh_token: str | None = None) -> str:
+        """Refresh whatever the access token's age, because an operator asked to.
+
+        `refresh_token` is a caller's own copy, used instead of the stored one (e.g. the
+        stored one was lost to a race); it may revive a `needs_reauth` connection. Intuit
+        refusing the caller's copy proves nothing about the stored grant, so then the
+        connection keeps its status and the `InvalidGrant` is raised as is.
+        """
+        return self._refresh(realm_id, done=lambda _tokens: False, refresh_token=refresh_token)
+
     def _fresh(self, tokens: DecryptedTokens) -> bool:
         return tokens.access_valid(margin=self.refresh_margin)
 
-    def _refresh(self, realm_id: str, *, done: Callable[[DecryptedTokens], bool]) -> str:
+    def _refresh(
+        self,
+        realm_id: str,
+        *,
+        done: Callable[[DecryptedTokens], bool],
+        refresh_token: str | None = None,
+    ) -> str:
         with self._realm_lock(realm_id):
             failure: Exception | None = None
             with self.store.locked(realm_id) as locked:
                 current = locked.tokens()
-                _raise_unless_active(current)
+                callers_own = refresh_token is not None and refresh_token != current.refresh_token
+                if not callers_own:
+                    _raise_unless_active(current)
                 if done(current):
                     return current.access_token
                 try:
-                    return self._refresh_locked(locked, current)
+                    return self._refresh_locked(locked, current, refresh_token)
                 except InvalidGrant as error:
-                    locked.mark_needs_reauth(str(error))
-                    failure = ReauthorizationRequired(realm_id, "invalid_grant")
-                    failure.__cause__ = error  # keeps Intuit's intuit_tid for support
-                    log.error("token refresh for realm %s: invalid_grant, needs reauth", realm_id)
+                    if callers_own:  # the stored grant is untouched: only note the failure
+                        locked.record_refresh_failure(f"the caller's refresh token: {error}")
+                        failure = error
+                    else:
+                        locked.mark_needs_reauth(str(error))
+                        failure = ReauthorizationRequired(realm_id, "invalid_grant")
+                        failure.__cause__ = error  # keeps Intuit's intuit_tid for support
+                        log.error(
+                            "token refresh for realm %s: invalid_grant, needs reauth", realm_id
+                        )
                 except (QuickBooksError, httpx.HTTPError) as error:
                     message = _describe(error)
                     locked.record_refresh_failure(message)
@@ -105,11 +129,14 @@ class TokenProvider:
             assert failure is not None
             raise failure
 
-    def _refresh_locked(self, locked: LockedConnection, current: DecryptedTokens) -> str:
+    def _refresh_locked(
+        self, locked: LockedConnection, current: DecryptedTokens, refresh_token: str | None
+    ) -> str:
         realm_id = locked.connection.realm_id
-        tokens = self.oauth.refresh(current.refresh_token, realm_id)
+        used = refresh_token or current.refresh_token
+        tokens = self.oauth.refresh(used, realm_id)
         try:
-            locked.save_refreshed(tokens, previous_refresh_token=current.refresh_token)
+            locked.save_refreshed(tokens, previous_refresh_token=used)
         except Exception:
             # Intuit has rotated the refresh token but we could not store the new one: the
             # old one still works only within Intuit's grace period, if any.
@@ -122,7 +149,7 @@ class TokenProvider:
         log.info(
             "refreshed the QuickBooks tokens of realm %s (refresh token %s -> %s)",
             realm_id,
-            fingerprint(current.refresh_token),
+            fingerprint(used),
             fingerprint(tokens.refresh_token),
         )
         return tokens.access_token

@@ -65,6 +65,20 @@ def token_request(http: httpx.Client, form: dict, *, auth=(CLIENT_ID, CLIENT_SEC
     return http.post("/oauth2/v1/tokens/bearer", data=form, auth=auth, **kw)
 
 
+def refresh(http: httpx.Client, refresh_token: str, **kwargs) -> httpx.Response:
+    return token_request(
+        http, {"grant_type": "refresh_token", "refresh_token": refresh_token}, **kwargs
+    )
+
+
+def advance_clock(http: httpx.Client, seconds: float) -> None:
+    http.post("/_emulator/clock", json={"advance_seconds": seconds}).raise_for_status()
+
+
+def token_stats(http: httpx.Client) -> dict:
+    return http.get("/_emulator/stats").json()["token_endpoint"]
+
+
 def connect(server: EmulatorServer, scope: str = ACCOUNTING) -> Connection:
     http = httpx.Client(base_url=server.base_url, timeout=10)
     params = callback_params(authorize(http, scope))
@@ -90,6 +104,25 @@ def qbo(emulator: EmulatorServer) -> Iterator[Connection]:
     connection = connect(emulator)
     yield connection
     connection.http.close()
+
+
+@pytest.fixture
+def connected() -> Iterator:
+    """Factory: a private server with the given config and one connection to it."""
+    started: list[tuple[EmulatorServer, Connection]] = []
+
+    def _connected(**config) -> Connection:
+        server = EmulatorServer(
+            EmulatorConfig(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, **config)
+        ).start()
+        connection = connect(server)
+        started.append((server, connection))
+        return connection
+
+    yield _connected
+    for server, connection in started:
+        connection.http.close()
+        server.stop()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import re
 import httpx
 import pytest
 
-from qbo_pipeline.emulator.config import EmulatorConfig
 from qbo_pipeline.emulator.server import EmulatorServer
 from qbo_pipeline_tests.emulator.conftest import (
     ACCOUNTING,
@@ -19,6 +18,7 @@ from qbo_pipeline_tests.emulator.conftest import (
     authorize,
     callback_params,
     connect,
+    refresh,
     token_request,
 )
 
@@ -43,12 +43,6 @@ def _code(http: httpx.Client, **overrides: str) -> str:
 def _exchange(http: httpx.Client, code: str, **kwargs) -> httpx.Response:
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI}
     return token_request(http, form, **kwargs)
-
-
-def _refresh(http: httpx.Client, refresh_token: str, **kwargs) -> httpx.Response:
-    return token_request(
-        http, {"grant_type": "refresh_token", "refresh_token": refresh_token}, **kwargs
-    )
 
 
 @pytest.fixture
@@ -118,7 +112,7 @@ def test_hard_expiry_only_on_request_and_id_token_only_for_openid(http, emulator
     assert 5 * 365 * 86400 - 5 <= body["x_refresh_token_hard_expires_in"] <= 5 * 365 * 86400
     claims = _b64_json(body["id_token"].split(".")[1])
     assert claims["realmid"] == emulator.config.realm_id and claims["aud"] == [CLIENT_ID]
-    refreshed = _refresh(http, body["refresh_token"]).json()
+    refreshed = refresh(http, body["refresh_token"]).json()
     assert "x_refresh_token_hard_expires_in" not in refreshed
 
 
@@ -154,39 +148,8 @@ def test_bad_requests(http) -> None:
     )
     missing = token_request(http, {"grant_type": "refresh_token"})
     assert missing.status_code == 400 and missing.json()["error"] == "invalid_request"
-    unknown = _refresh(http, "not-a-token")
+    unknown = refresh(http, "not-a-token")
     assert unknown.status_code == 400 and unknown.json()["error"] == "invalid_grant"
-
-
-def test_refresh_rotates_and_old_token_has_a_grace_day(emulator) -> None:
-    connection = connect(emulator)
-    first = connection.tokens
-    second = _refresh(connection.http, first["refresh_token"]).json()
-    assert second["refresh_token"] != first["refresh_token"]
-    assert second["access_token"] != first["access_token"]
-    assert set(second) == TOKEN_FIELDS
-    assert _refresh(connection.http, first["refresh_token"]).status_code == 200
-
-
-def test_strict_rotation_rejects_the_previous_token() -> None:
-    with EmulatorServer(EmulatorConfig(rotation="strict")) as server:
-        connection = connect(server)
-        second = _refresh(connection.http, connection.tokens["refresh_token"])
-        assert second.status_code == 200
-        again = _refresh(connection.http, connection.tokens["refresh_token"])
-        assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
-        stats = connection.http.get("/_emulator/stats").json()["token_endpoint"]
-        assert stats["grants"] == {"authorization_code": 1, "refresh_token": 1}
-        assert stats["invalid_grant"] == 1
-
-
-def test_grace_ends_after_a_day_of_emulator_time() -> None:
-    with EmulatorServer(EmulatorConfig()) as server:
-        connection = connect(server)
-        _refresh(connection.http, connection.tokens["refresh_token"])
-        connection.http.post("/_emulator/clock", json={"advance_seconds": 86400})
-        late = _refresh(connection.http, connection.tokens["refresh_token"])
-        assert late.status_code == 400 and late.json()["error"] == "invalid_grant"
 
 
 def test_revoke_ends_refresh_and_access(emulator) -> None:
@@ -197,6 +160,6 @@ def test_revoke_ends_refresh_and_access(emulator) -> None:
         auth=(CLIENT_ID, CLIENT_SECRET),
     )
     assert response.status_code == 200 and response.content == b""
-    refused = _refresh(connection.http, connection.tokens["refresh_token"])
+    refused = refresh(connection.http, connection.tokens["refresh_token"])
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
     assert connection.query("select * from Customer").status_code == 401

@@ -1,0 +1,183 @@
+"""The `/quickbooks/auth/` endpoints: connect, callback, tokens, status, revoke, list.
+
+Each handler only reads the request and shapes the answer; the work is done by
+`qbo_pipeline.connections.Connections`, in a worker thread because it talks to the
+database and to Intuit with blocking calls. Field names follow what users of QuickBooks
+integrations already send (`realmId`, `QUICKBOOKS_REFRESH_TOKEN`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from qbo_pipeline.connections import Connections, RequestError, check_realm_id
+from qbo_pipeline.service.errors import NO_STORE, answers_errors
+from qbo_pipeline.vault.oauth_states import InvalidState
+
+PREFIX = "/quickbooks/auth"
+CALLBACK_PATH = f"{PREFIX}/callback"
+_ERROR_SHOWN = 100  # characters of Intuit's `error` parameter echoed on the page
+_MAX_BODY = 64 * 1024
+
+
+def _connections(request: Request) -> Connections:
+    return request.app.state.connections
+
+
+def _json(payload: Any) -> JSONResponse:
+    return JSONResponse(payload, headers=NO_STORE)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > _MAX_BODY:
+        raise RequestError(f"the body is larger than {_MAX_BODY} bytes")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise RequestError('the body must be a JSON object, e.g. {"realmId": "..."}') from None
+    if not isinstance(data, dict):
+        raise RequestError('the body must be a JSON object, e.g. {"realmId": "..."}')
+    return data
+
+
+def _text(data: dict[str, Any], *names: str, required: bool = True) -> str | None:
+    """The first of `names` present (aliases), as a non-empty string."""
+    for name in names:
+        value = data.get(name)
+        if value is None or value == "":
+            continue
+        if isinstance(value, int) and not isinstance(value, bool) and name == "realmId":
+            value = str(value)
+        if not isinstance(value, str):
+            raise RequestError(f"{name} must be a string")
+        return value
+    if required:
+        raise RequestError(f"missing field {names[0]}")
+    return None
+
+
+def _require(data: dict[str, Any], *names: str) -> None:
+    """Name every missing field at once, so one round trip fixes the request."""
+    missing = [name for name in names if data.get(name) in (None, "")]
+    if missing:
+        raise RequestError(f"missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+
+
+@answers_errors()
+async def authorize(request: Request) -> Response:
+    authorization = await run_in_threadpool(_connections(request).begin_authorization)
+    return RedirectResponse(authorization.url, status_code=302, headers=NO_STORE)
+
+
+def _page(status: int, message: str) -> HTMLResponse:
+    title = "QuickBooks connected" if status == 200 else "QuickBooks not connected"
+    body = (
+        '<!doctype html>\n<html><head><meta charset="utf-8">'
+        f"<title>{title}</title></head>\n<body><p>{html.escape(message)}</p></body></html>\n"
+    )
+    return HTMLResponse(body, status_code=status, headers=NO_STORE)
+
+
+@answers_errors(render=_page)
+async def callback(request: Request) -> Response:
+    params = request.query_params
+    connections = _connections(request)
+    if params.get("error"):
+        if params.get("state"):  # burn it: this attempt is over either way
+            await run_in_threadpool(_consume_quietly, connections, params["state"])
+        error = params["error"][:_ERROR_SHOWN]
+        raise RequestError(
+            f"QuickBooks did not connect: Intuit answered {error!r}; start again "
+            f"from {PREFIX}/authorize and approve access"
+        )
+    status = await run_in_threadpool(
+        connections.complete_authorization,
+        params.get("code"),
+        params.get("state"),
+        params.get("realmId"),
+    )
+    return _page(200, f"Connected QuickBooks company {status['realmId']}. You can close this page.")
+
+
+def _consume_quietly(connections: Connections, state: str) -> None:
+    with contextlib.suppress(InvalidState):  # the error callback is reported either way
+        connections.states.consume(state)
+
+
+@answers_errors()
+async def exchange_code(request: Request) -> Response:
+    data = await _body(request)
+    _require(data, "code", "realmId")
+    code = _text(data, "code")
+    realm_id = check_realm_id(_text(data, "realmId"))
+    return _json(await run_in_threadpool(_connections(request).exchange_code, code, realm_id))
+
+
+@answers_errors()
+async def set_tokens(request: Request) -> Response:
+    data = await _body(request)
+    if data.get("refresh_token") and not data.get("QUICKBOOKS_REFRESH_TOKEN"):
+        data["QUICKBOOKS_REFRESH_TOKEN"] = data["refresh_token"]
+    _require(data, "access_token", "realmId", "QUICKBOOKS_REFRESH_TOKEN")
+    expires_in = data.get("expires_in", 0)
+    if not isinstance(expires_in, int) or isinstance(expires_in, bool) or expires_in < 0:
+        raise RequestError("expires_in must be a whole number of seconds")
+    realm_id = check_realm_id(_text(data, "realmId"))
+    access_token = _text(data, "access_token")
+    refresh_token = _text(data, "QUICKBOOKS_REFRESH_TOKEN")
+    status = await run_in_threadpool(
+        _connections(request).set_tokens,
+        realm_id,
+        access_token,
+        refresh_token,
+        expires_in=expires_in,
+    )
+    return _json(status)
+
+
+@answers_errors()
+async def refresh(request: Request) -> Response:
+    data = await _body(request)
+    realm_id = check_realm_id(_text(data, "realmId"))
+    own = _text(data, "QUICKBOOKS_REFRESH_TOKEN", "refresh_token", required=False)
+    return _json(await run_in_threadpool(_connections(request).refresh, realm_id, own))
+
+
+@answers_errors()
+async def status(request: Request) -> Response:
+    realm_id = check_realm_id(request.query_params.get("realmId"))
+    return _json(await run_in_threadpool(_connections(request).status, realm_id))
+
+
+@answers_errors()
+async def revoke(request: Request) -> Response:
+    data = await _body(request)
+    realm_id = check_realm_id(_text(data, "realmId"))
+    return _json(await run_in_threadpool(_connections(request).revoke, realm_id))
+
+
+@answers_errors()
+async def connections(request: Request) -> Response:
+    listing = await run_in_threadpool(_connections(request).list)
+    return _json({"connections": listing})
+
+
+routes = [
+    Route(f"{PREFIX}/authorize", authorize, methods=["GET"]),
+    Route(CALLBACK_PATH, callback, methods=["GET"]),
+    Route(f"{PREFIX}/exchange-code", exchange_code, methods=["POST"]),
+    Route(f"{PREFIX}/set-tokens", set_tokens, methods=["POST"]),
+    Route(f"{PREFIX}/refresh", refresh, methods=["POST"]),
+    Route(f"{PREFIX}/status", status, methods=["GET"]),
+    Route(f"{PREFIX}/revoke", revoke, methods=["POST"]),
+    Route(f"{PREFIX}/connections", connections, methods=["GET"]),
+]

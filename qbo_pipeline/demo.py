@@ -1,7 +1,8 @@
 """The demo: the main job on embedded defaults, with the local emulator standing in for Intuit.
 
-It connects the emulator's company through the real OAuth flow (authorize, callback,
-code exchange), runs `qbo_sync` through Dagster into `.qbo/warehouse.duckdb` and shows
+It connects the emulator's company through the real OAuth flow over HTTP (our service's
+authorize link, the emulator's consent, the redirect to our service's callback, the code
+exchange), runs `qbo_sync` through Dagster into `.qbo/warehouse.duckdb` and shows
 what an analyst would see. Running it again changes nothing in the warehouse.
 """
 
@@ -16,11 +17,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from qbo_pipeline.connections import Connections
 from qbo_pipeline.defs.execution import RealmRun, dagster_instance, sync_realms
 from qbo_pipeline.emulator.config import EmulatorConfig
 from qbo_pipeline.emulator.server import EmulatorServer
 from qbo_pipeline.quickbooks.catalog import ENTITIES
 from qbo_pipeline.quickbooks.faults import QuickBooksError
+from qbo_pipeline.service.app import create_app
+from qbo_pipeline.service.auth import AUTHORIZE_PATH, CALLBACK_PATH
+from qbo_pipeline.service.server import ServiceServer
 from qbo_pipeline.settings import Settings
 from qbo_pipeline.sync.runtime import Runtime
 from qbo_pipeline.vault.crypto import generate_key
@@ -61,24 +66,61 @@ def ensure_token_key(key_file: Path) -> None:
         key_file.chmod(0o600)
 
 
+def _follow(url: str, **kwargs) -> httpx.Response:
+    response = httpx.get(url, follow_redirects=False, timeout=30, **kwargs)
+    if response.status_code not in (302, 303) or "location" not in response.headers:
+        raise QuickBooksError(f"expected a redirect from {url.split('?')[0]}, got HTTP "
+                              f"{response.status_code}: {response.text[:200]}")  # fmt: skip
+    return response
+
+
+def _callback_query(location: str) -> dict[str, str]:
+    query = {key: values[0] for key, values in parse_qs(urlsplit(location).query).items()}
+    if "error" in query:
+        raise QuickBooksError(f"authorization was refused: {query['error']}")
+    return query
+
+
 def connect_through_oauth(runtime: Runtime) -> str:
-    """Play the user's browser: authorize, follow Intuit's redirect to our callback, exchange.
+    """Play the user's browser through consent, then hand the callback to the same code the
+    service's callback runs (state checked and burnt, code exchanged, tokens stored).
 
     Returns the realm id the callback named.
     """
-    state = secrets.token_urlsafe(24)
-    response = httpx.get(runtime.oauth.authorization_url(state), follow_redirects=False)
-    if response.status_code not in (302, 303) or "location" not in response.headers:
-        raise QuickBooksError(f"the authorize endpoint answered HTTP {response.status_code}")
-    callback = parse_qs(urlsplit(response.headers["location"]).query)
-    if callback.get("state", [""])[0] != state:
-        raise QuickBooksError("the OAuth callback's state does not match; refusing the code")
-    if "error" in callback:
-        raise QuickBooksError(f"authorization was refused: {callback['error'][0]}")
-    realm_id = callback["realmId"][0]
-    tokens = runtime.oauth.exchange_code(callback["code"][0], realm_id)
-    runtime.store.save_tokens(realm_id, tokens)
-    return realm_id
+    connections = Connections(runtime)
+    consent = _follow(connections.begin_authorization().url)
+    callback = _callback_query(consent.headers["location"])
+    connections.complete_authorization(
+        callback.get("code"), callback.get("state"), callback.get("realmId")
+    )
+    return callback["realmId"]
+
+
+def connect_through_service(settings: Settings) -> str:
+    """The whole flow a user sees: our service's authorize link, Intuit's consent, and the
+    redirect back to our service's callback, over HTTP. Returns the connected realm id."""
+    server = ServiceServer()
+    admin_token = secrets.token_urlsafe(24)
+    settings = settings.with_overrides(
+        redirect_uri=f"{server.base_url}{CALLBACK_PATH}", admin_token=admin_token
+    )
+    runtime = Runtime(settings)
+    server.start(create_app(runtime))
+    try:
+        authorize = _follow(
+            f"{server.base_url}{AUTHORIZE_PATH}",
+            headers={"Authorization": f"Bearer {admin_token}"},
+        )
+        consent = _follow(authorize.headers["location"])
+        location = consent.headers["location"]
+        realm_id = _callback_query(location)["realmId"]
+        page = httpx.get(location, timeout=30)
+        if page.status_code != 200:
+            raise QuickBooksError(f"the OAuth callback failed: {page.text.strip()[:300]}")
+        return realm_id
+    finally:
+        server.stop()
+        runtime.close()
 
 
 def run_demo(
@@ -106,11 +148,7 @@ def run_demo(
                 "QUICKBOOKS_API_BASE_URL": emulator.api_base_url,
             }
         )
-        runtime = Runtime.from_env()
-        try:
-            realm_id = connect_through_oauth(runtime)
-        finally:
-            runtime.close()
+        realm_id = connect_through_service(Settings.from_env())
         [run] = sync_realms([realm_id], instance=dagster_instance(state_dir))
     with Runtime.from_env().warehouse() as warehouse:
         tables = [e.table for e in ENTITIES] + [e.lines.table for e in ENTITIES if e.lines]
@@ -129,7 +167,8 @@ def run_demo(
 
 def format_report(report: DemoReport) -> str:
     lines = [
-        f"Connected QuickBooks company (realm {report.realm_id}) through OAuth.",
+        f"Connected QuickBooks company (realm {report.realm_id}) through the OAuth flow: "
+        "authorize link, consent, callback, code exchange.",
         f"qbo_sync run {report.run.run_id}: {'succeeded' if report.run.success else 'FAILED'}",
     ]
     if report.run.error:

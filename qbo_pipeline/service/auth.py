@@ -23,6 +23,7 @@ from qbo_pipeline.service.errors import NO_STORE, answers_errors
 from qbo_pipeline.vault.oauth_states import InvalidState
 
 PREFIX = "/quickbooks/auth"
+AUTHORIZE_PATH = f"{PREFIX}/authorize"
 CALLBACK_PATH = f"{PREFIX}/callback"
 _ERROR_SHOWN = 100  # characters of Intuit's `error` parameter echoed on the page
 _MAX_BODY = 64 * 1024
@@ -97,7 +98,7 @@ async def callback(request: Request) -> Response:
         error = params["error"][:_ERROR_SHOWN]
         raise RequestError(
             f"QuickBooks did not connect: Intuit answered {error!r}; start again "
-            f"from {PREFIX}/authorize and approve access"
+            f"from {AUTHORIZE_PATH} and approve access"
         )
     status = await run_in_threadpool(
         connections.complete_authorization,
@@ -172,7 +173,7 @@ async def connections(request: Request) -> Response:
 
 
 routes = [
-    Route(f"{PREFIX}/authorize", authorize, methods=["GET"]),
+    Route(AUTHORIZE_PATH, authorize, methods=["GET"]),
     Route(CALLBACK_PATH, callback, methods=["GET"]),
     Route(f"{PREFIX}/exchange-code", exchange_code, methods=["POST"]),
     Route(f"{PREFIX}/set-tokens", set_tokens, methods=["POST"]),

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from qbo_pipeline_tests.company import connect  # noqa: F401 - shared fixture
 from qbo_pipeline_tests.postgres_server import create_database, postgres_server
+from qbo_pipeline_tests.webhook_receiver import WebhookReceiver
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURES = SHARED / "fixtures"
@@ -41,3 +43,10 @@ def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "duckdb":
         return f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    hook = WebhookReceiver().start()
+    yield hook
+    hook.stop()

@@ -91,7 +91,9 @@ class Runtime:
 
     @contextmanager
     def client(self, realm_id: str) -> Iterator[QuickBooksClient]:
-        self.store.get(realm_id)  # fails with a reconnect hint for an unknown realm
+        # Decrypt, and refresh if it expires within the margin, before the first request:
+        # an unknown realm or a dead grant fails here, before any page is read.
+        self.tokens.access_token(realm_id)
         with QuickBooksClient(
             base_url=self.settings.api_base_url,
             realm_id=realm_id,

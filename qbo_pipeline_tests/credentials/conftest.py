@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from qbo_pipeline.quickbooks.oauth import TokenSet
-from qbo_pipeline_tests.pipeline.conftest import Company, connect
+from qbo_pipeline_tests.company import Company
 
-__all__ = ["connect", "emulator_delete", "emulator_post", "expire_access_token", "token_stats"]
+__all__ = ["emulator_delete", "emulator_post", "expire_access_token", "token_stats"]
 
 
 def emulator_post(company: Company, path: str, body: dict | None = None) -> dict:

@@ -7,7 +7,11 @@ import pytest
 
 from qbo_pipeline.quickbooks.catalog import CUSTOMER, INVOICE
 from qbo_pipeline.quickbooks.client import QuickBooksClient
-from qbo_pipeline.quickbooks.faults import ServiceUnavailable, ValidationFault
+from qbo_pipeline.quickbooks.faults import (
+    AuthenticationFailed,
+    ServiceUnavailable,
+    ValidationFault,
+)
 from qbo_pipeline.sync.engine import SyncOptions, sync_entity
 from qbo_pipeline.sync.runtime import RealmTokens
 from qbo_pipeline.vault.errors import UnknownRealm
@@ -170,3 +174,29 @@ def test_unknown_realm_says_how_to_connect_it(connect):
     company = connect(customers=5, invoices=5)
     with pytest.raises(UnknownRealm, match="auth"), company.runtime.client("4620816365999999999"):
         pass
+
+
+def test_a_token_rejected_again_after_refresh_fails_with_a_clear_error(connect):
+    company = connect(customers=5, invoices=5)
+
+    class Rejected:
+        """A token source whose refresh yields another token QBO does not know."""
+
+        refreshes = 0
+
+        def access_token(self) -> str:
+            return "not-a-token-qbo-issued"
+
+        def refresh_after_unauthorized(self, rejected: str) -> str:
+            Rejected.refreshes += 1
+            return "still-not-a-token"
+
+    with (
+        QuickBooksClient(
+            base_url=company.emulator.api_base_url, realm_id=company.realm_id, tokens=Rejected()
+        ) as client,
+        pytest.raises(AuthenticationFailed, match="again after a refresh") as failure,
+    ):
+        client.count(CUSTOMER)
+    assert Rejected.refreshes == 1
+    assert "qbo-pipeline auth authorize" in str(failure.value)

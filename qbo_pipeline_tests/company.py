@@ -1,5 +1,6 @@
-"""A connected company for pipeline tests: the emulator, a vault holding its tokens, and
-the runtime that wires them, exactly as a deployment would but on loopback."""
+"""A connected company for tests (the `connect` fixture, registered in conftest.py): the
+emulator, a vault holding its tokens, and the runtime that wires them, exactly as a
+deployment would but on loopback."""
 
 from __future__ import annotations
 

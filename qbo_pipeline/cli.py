@@ -43,7 +43,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from qbo_pipeline.emulator.config import EmulatorConfig
+    from qbo_pipeline.emulator.config import EmulatorConfig, parse_fault_rates
     from qbo_pipeline.emulator.server import serve
 
     config = EmulatorConfig(
@@ -57,6 +57,14 @@ def _emulator(args: argparse.Namespace) -> int:
         refresh_token_ttl=args.refresh_token_ttl,
         rotation=args.rotation,
         token_endpoint_failure=args.fail_token_endpoint,
+        limits=not args.no_limits,
+        requests_per_minute=args.requests_per_minute,
+        max_in_flight=args.max_in_flight,
+        latency_ms=args.latency_ms,
+        latency_jitter=args.latency_jitter,
+        faults=parse_fault_rates(args.faults or ""),
+        fault_seed=args.fault_seed,
+        churn=args.churn,
     )
     if args.data and not config.data.is_file():
         raise FileNotFoundError(f"--data {args.data}: no such file")
@@ -136,6 +144,42 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         metavar="STATUS",
         help="make every token endpoint call fail with this HTTP status (e.g. 503)",
+    )
+    emulator.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="answer time for a page of 1000 rows; smaller answers take their share "
+        "(at least 50 rows' worth)",
+    )
+    emulator.add_argument(
+        "--latency-jitter",
+        type=float,
+        default=0.2,
+        metavar="FRACTION",
+        help="each answer time is scaled by a uniform factor in [1-F, 1+F] (default 0.2)",
+    )
+    emulator.add_argument(
+        "--no-limits",
+        action="store_true",
+        help="do not enforce QBO's per-realm limits (500 requests a minute, 10 in flight)",
+    )
+    emulator.add_argument("--requests-per-minute", type=int, default=500, metavar="N")
+    emulator.add_argument("--max-in-flight", type=int, default=10, metavar="N")
+    emulator.add_argument(
+        "--faults",
+        metavar="KIND=P,...",
+        help="inject faults at random, e.g. 429=0.02,503=0.01,timeout=0.005,reset=0.005 "
+        "(kinds: 429 500 502 503 504 timeout reset truncate xml fault200)",
+    )
+    emulator.add_argument("--fault-seed", type=int, metavar="N", help="seed of the fault draws")
+    emulator.add_argument(
+        "--churn",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="create, update, delete and deactivate entities at RATE changes per second",
     )
     emulator.set_defaults(handler=_emulator)
 

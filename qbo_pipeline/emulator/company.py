@@ -1,16 +1,18 @@
 """One QBO company in memory: its entities, their query index, writes and deletions.
 
-Each stored entity is indexed by its filterable properties (see query.project). Generated
-entities keep only that index and are rebuilt from the seed when served; written and
-replayed entities keep their full body.
+Each stored entity is indexed by its filterable properties (see query.project) and by
+(LastUpdatedTime, Id), and kept as the JSON fragment it is served as. Generated entities
+keep only the index and the fragment; written and replayed entities also keep their body.
 """
 
 from __future__ import annotations
 
+import bisect
 import copy
 import json
+import math
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -37,14 +39,29 @@ class Deletion:
 
 
 class Table:
-    """The entities of one type, by numeric Id."""
+    """The entities of one type, by numeric Id, with the indexes serving needs.
+
+    - `timeline`: (LastUpdatedTime, Id) in order, so the sync's time-range pages are a
+      bisect and a slice (rows without the stamp are kept in `untimed`); it is sorted
+      lazily after a bulk load and kept sorted by each write after that.
+    - `fragments`: each entity's JSON as served, so a page is a join of bytes; written
+      entities also keep their body, generated ones are read back from the fragment.
+    - `names`: Ids by DisplayName, for QBO's unique-name rule without a scan.
+    """
 
     def __init__(self, entity: Entity) -> None:
         self.entity = entity
         self.schema = query.schema_for(entity)
         self.rows: dict[int, query.Projection] = {}
         self.bodies: dict[int, dict[str, Any]] = {}
-        self.rebuild: Callable[[int], dict[str, Any]] | None = None
+        self.fragments: dict[int, bytes] = {}
+        self.timeline: list[tuple[float, int]] = []
+        self.untimed: set[int] = set()
+        self._timeline_sorted = False
+        self._updated = self.schema.position(query.LAST_UPDATED)
+        names = [p.name for p in self.schema.properties]
+        self._name = names.index("DisplayName") if "DisplayName" in names else None
+        self.names: dict[str, set[int]] = {}
         self.next_id = 1
         self.version = 0  # bumped on every change; keys the query cache
 
@@ -55,30 +72,149 @@ class Table:
         self.bodies[entity_id] = body
         self.index(entity_id, query.project(self.schema, body))
 
+    def load(self, entity_id: int, body: dict[str, Any]) -> None:
+        """Hold a generated entity as its fragment only (a third of the dict's memory)."""
+        self.index(entity_id, query.project(self.schema, body))
+        self.fragments[entity_id] = encode(body)
+
     def index(self, entity_id: int, projection: query.Projection) -> None:
+        old = self.rows.get(entity_id)
+        if old is not None:
+            self._unlink(entity_id, old)
         self.rows[entity_id] = projection
+        self._link(entity_id, projection)
+        self.fragments.pop(entity_id, None)
         self.next_id = max(self.next_id, entity_id + 1)
         self.version += 1
 
     def remove(self, entity_id: int) -> None:
-        self.rows.pop(entity_id, None)
+        old = self.rows.pop(entity_id, None)
+        if old is not None:
+            self._unlink(entity_id, old)
         self.bodies.pop(entity_id, None)
+        self.fragments.pop(entity_id, None)
         self.version += 1
+
+    def _link(self, entity_id: int, projection: query.Projection) -> None:
+        stamp = projection[self._updated]
+        if stamp is None:
+            self.untimed.add(entity_id)
+        elif self._timeline_sorted:
+            bisect.insort(self.timeline, (stamp, entity_id))
+        else:
+            self.timeline.append((stamp, entity_id))
+        if self._name is not None and projection[self._name] is not None:
+            self.names.setdefault(projection[self._name], set()).add(entity_id)
+
+    def _unlink(self, entity_id: int, projection: query.Projection) -> None:
+        stamp = projection[self._updated]
+        if stamp is None:
+            self.untimed.discard(entity_id)
+        else:
+            timeline = self.ordered()
+            position = bisect.bisect_left(timeline, (stamp, entity_id))
+            if position < len(timeline) and timeline[position] == (stamp, entity_id):
+                del timeline[position]
+        if self._name is not None:
+            self.names.get(projection[self._name], set()).discard(entity_id)
+
+    def ordered(self) -> list[tuple[float, int]]:
+        if not self._timeline_sorted:
+            self.timeline.sort()
+            self._timeline_sorted = True
+        return self.timeline
 
     def get(self, entity_id: int) -> dict[str, Any] | None:
         """The entity as served; callers must copy before changing it."""
         if entity_id not in self.rows:
             return None
         body = self.bodies.get(entity_id)
-        if body is None and self.rebuild is not None:
-            body = self.rebuild(entity_id)
+        if body is None:
+            body = json.loads(self.fragments[entity_id])
         return body
+
+    def fragment(self, entity_id: int) -> bytes:
+        """The entity's JSON, encoded once per version of the entity."""
+        fragment = self.fragments.get(entity_id)
+        if fragment is None:
+            fragment = self.fragments[entity_id] = encode(self.bodies[entity_id])
+        return fragment
 
     def all(self) -> Iterator[dict[str, Any]]:
         for entity_id in sorted(self.rows):
             body = self.get(entity_id)
             if body is not None:
                 yield body
+
+    # The time index -----------------------------------------------------------------------
+
+    def can_walk(self, keyset: query.Keyset) -> bool:
+        """Rows without a stamp sort first in a scan; only bounds exclude them for sure."""
+        return keyset.bounded or not self.untimed
+
+    def span(self, keyset: query.Keyset) -> tuple[int, int]:
+        """Positions [start, end) of the timeline inside the keyset's bounds."""
+        timeline = self.ordered()
+        start, end = 0, len(timeline)
+        if keyset.low is not None:
+            if keyset.low_inclusive:
+                start = bisect.bisect_left(timeline, (keyset.low, -math.inf))
+            else:
+                start = bisect.bisect_right(timeline, (keyset.low, math.inf))
+        if keyset.high is not None:
+            if keyset.high_inclusive:
+                end = bisect.bisect_right(timeline, (keyset.high, math.inf))
+            else:
+                end = bisect.bisect_left(timeline, (keyset.high, -math.inf))
+        return start, max(start, end)
+
+    def walk(self, keyset: query.Keyset, skip: int, limit: int) -> list[int]:
+        """Ids of the matching rows `skip` onwards, at most `limit`, in timeline order."""
+        start, end = self.span(keyset)
+        timeline = self.timeline
+        if not keyset.residual:
+            first = start + skip
+            return [entity_id for _, entity_id in timeline[first : min(end, first + limit)]]
+        found: list[int] = []
+        for position in range(start, end):
+            entity_id = timeline[position][1]
+            if self._passes(entity_id, keyset.residual):
+                if skip:
+                    skip -= 1
+                    continue
+                found.append(entity_id)
+                if len(found) >= limit:
+                    break
+        return found
+
+    def count(self, keyset: query.Keyset) -> int:
+        start, end = self.span(keyset)
+        if not keyset.residual:
+            return end - start
+        timeline = self.timeline
+        return sum(
+            1
+            for position in range(start, end)
+            if self._passes(timeline[position][1], keyset.residual)
+        )
+
+    def _passes(self, entity_id: int, tests: tuple[query.Predicate, ...]) -> bool:
+        row = self.rows[entity_id]
+        return all(test(row) for test in tests)
+
+    def changed_since(self, instant: float, limit: int) -> list[tuple[float, int]]:
+        """The oldest `limit` (LastUpdatedTime, Id) at or after `instant`: CDC's reading."""
+        timeline = self.ordered()
+        start = bisect.bisect_left(timeline, (instant, -math.inf))
+        return timeline[start : start + limit]
+
+
+_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def encode(body: Any) -> bytes:
+    """JSON exactly as Starlette's JSONResponse writes it, so fragments and bodies agree."""
+    return _encoder.encode(body).encode("utf-8")
 
 
 class Company:
@@ -101,7 +237,7 @@ class Company:
         generator.hold_cards()
         for number in range(1, invoices + 1):
             body = generator.invoice(number)
-            invoice_table.index(number, query.project(invoice_table.schema, body))
+            invoice_table.load(number, body)
             balances[int(body["CustomerRef"]["value"])] += to_decimal(body["Balance"])
         generator.drop_cards()
         with_jobs = list(balances)
@@ -111,10 +247,9 @@ class Company:
                 with_jobs[parent] += balances[number]
         customer_table = company.tables[CUSTOMER.name]
         for number in range(1, customers + 1):
-            body = generator.customer(number, balances[number], with_jobs[number])
-            customer_table.index(number, query.project(customer_table.schema, body))
-        invoice_table.rebuild = generator.invoice
-        customer_table.rebuild = lambda c: generator.customer(c, balances[c], with_jobs[c])
+            customer_table.load(
+                number, generator.customer(number, balances[number], with_jobs[number])
+            )
         return company
 
     @classmethod
@@ -162,6 +297,21 @@ class Company:
         else:
             self._query_cache.move_to_end(key)
         return ids
+
+    def page(self, plan: query.Plan) -> list[int]:
+        """The ids of the plan's page: from the time index when it can answer, else a scan."""
+        table = self.tables[plan.schema.entity.name]
+        keyset = plan.keyset
+        if keyset is not None and table.can_walk(keyset):
+            return table.walk(keyset, plan.start_position - 1, plan.max_results)
+        return list(query.page(plan, self.select(plan)))
+
+    def count(self, plan: query.Plan) -> int:
+        table = self.tables[plan.schema.entity.name]
+        keyset = plan.keyset
+        if keyset is not None and table.can_walk(keyset):
+            return table.count(keyset)
+        return len(self.select(plan))
 
     def counts(self) -> dict[str, int]:
         return {name: len(table) for name, table in self.tables.items()}
@@ -284,11 +434,9 @@ class Company:
             body[key] = existing.get(key, 0) if existing else 0
 
     def _check_unique_name(self, name: str, existing: dict[str, Any] | None) -> None:
-        table = self.tables[CUSTOMER.name]
-        position = table.schema.position("DisplayName")
         own_id = int(existing["Id"]) if existing else None
-        for entity_id, row in table.rows.items():
-            if row[position] == name and entity_id != own_id:
+        for entity_id in self.tables[CUSTOMER.name].names.get(name, ()):
+            if entity_id != own_id:
                 raise ServiceFault(
                     "6240",
                     "Duplicate Name Exists Error",

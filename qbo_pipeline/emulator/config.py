@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROTATION_POLICIES = ("intuit", "strict")
 # Statuses the token endpoint can be told to fail with: the transient ones a client should
 # retry. 4xx answers other than 429 mean something else (invalid_grant, invalid_client).
 TOKEN_FAILURE_STATUSES = (429, 500, 502, 503, 504)
+# What `faults` rates can inject into accounting requests (see emulator/gate.py).
+FAULT_KINDS = (
+    "429", "500", "502", "503", "504", "timeout", "reset", "truncate", "xml", "fault200",
+)  # fmt: skip
 
 
 @dataclass
@@ -32,6 +36,21 @@ class EmulatorConfig:
     rotation: str = "strict"
     # Every token endpoint call answers this status (e.g. 503) until the admin API clears it.
     token_endpoint_failure: int | None = None
+    # QBO's limits per realm (QBO_API.md §3), enforced unless `limits` is False.
+    limits: bool = True
+    requests_per_minute: int = 500
+    max_in_flight: int = 10
+    # Time QBO takes to answer a page of 1000 rows; smaller answers cost their share,
+    # never less than 50 rows' worth; each wait is scaled by uniform [1-j, 1+j].
+    latency_ms: float = 0.0
+    latency_jitter: float = 0.2
+    # Chance per accounting request of each fault kind in FAULT_KINDS, e.g. {"429": 0.02}.
+    faults: dict[str, float] = field(default_factory=dict)
+    fault_seed: int | None = None  # None: derived from `seed`
+    # How long a `timeout` fault holds a request before dropping its connection.
+    timeout_seconds: float = 5.0
+    # Changes per second made by the background churn task (0: none).
+    churn: float = 0.0
 
     def __post_init__(self) -> None:
         if self.rotation not in ROTATION_POLICIES:
@@ -52,3 +71,45 @@ class EmulatorConfig:
             )
         if self.data is not None:
             self.data = Path(self.data)
+        self._check_performance()
+
+    def _check_performance(self) -> None:
+        if self.requests_per_minute < 1 or self.max_in_flight < 1:
+            raise ValueError("requests_per_minute and max_in_flight must be at least 1")
+        if self.latency_ms < 0 or not 0 <= self.latency_jitter <= 1:
+            raise ValueError("latency_ms must not be negative and latency_jitter is in [0, 1]")
+        if self.timeout_seconds <= 0:
+            raise ValueError("timeout_seconds must be positive")
+        if self.churn < 0:
+            raise ValueError("churn must not be negative changes per second")
+        self.faults = check_fault_rates(self.faults)
+
+
+def check_fault_rates(rates: dict[str, float]) -> dict[str, float]:
+    """Rates by kind, validated: known kinds, each in [0, 1], together at most 1."""
+    if not isinstance(rates, dict):
+        raise ValueError("fault rates must be a mapping of kind to probability")
+    checked: dict[str, float] = {}
+    for kind, rate in rates.items():
+        if str(kind) not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; use one of {', '.join(FAULT_KINDS)}")
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+            raise ValueError(f"fault rate for {kind} must be a number between 0 and 1")
+        checked[str(kind)] = float(rate)
+    if sum(checked.values()) > 1:
+        raise ValueError("fault rates add up to more than 1")
+    return checked
+
+
+def parse_fault_rates(text: str) -> dict[str, float]:
+    """`429=0.02,500=0.01,timeout=0.005` as the CLI takes it."""
+    rates: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        kind, sep, value = item.partition("=")
+        try:
+            rates[kind.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"fault rate {item!r} is not KIND=PROBABILITY") from None
+        if not sep:
+            raise ValueError(f"fault rate {item!r} is not KIND=PROBABILITY")
+    return check_fault_rates(rates)

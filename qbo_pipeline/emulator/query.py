@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -18,6 +19,7 @@ from qbo_pipeline.quickbooks.catalog import ColumnType, Entity
 from qbo_pipeline.quickbooks.timestamps import parse_date, parse_instant
 
 DEFAULT_MAX_RESULTS = 100
+LAST_UPDATED = "MetaData.LastUpdatedTime"
 MAX_RESULTS_LIMIT = 1000
 INVALID_QUERY = "Invalid query"
 PARSE_ERROR = "Error parsing query"
@@ -330,7 +332,7 @@ def project(schema: Schema, entity: dict[str, Any]) -> Projection:
 def _comparable(prop: Property, value: Any) -> Any:
     kind = prop.type
     if kind is ColumnType.TIMESTAMP:
-        return parse_instant(str(value)).timestamp()
+        return _epoch(str(value))
     if kind is ColumnType.DATE:
         return parse_date(str(value)).toordinal()
     if kind is ColumnType.DECIMAL:
@@ -340,6 +342,17 @@ def _comparable(prop: Property, value: Any) -> Any:
     if kind is ColumnType.BOOLEAN:
         return value if isinstance(value, bool) else str(value).lower() == "true"
     return str(value)
+
+
+def _epoch(text: str) -> float:
+    """Epoch seconds of a stamp; QBO's own form skips the general parser (hot in bulk loads)."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        parsed = parse_instant(text)
+    return parsed.timestamp()
 
 
 def _literal_value(prop: Property, literal: Literal) -> Any:
@@ -360,6 +373,48 @@ Predicate = Callable[[Projection], bool]
 
 
 @dataclass(frozen=True)
+class Keyset:
+    """A plan answerable from the (LastUpdatedTime, Id) index without a scan.
+
+    The bounds come from the LastUpdatedTime conditions; every other condition (and the
+    implied `Active = true` of name-lists) is tested on the rows inside them. This is the
+    shape of the sync's keyset-paged ranges, so a page costs O(log n + page).
+    """
+
+    low: float | None = None
+    low_inclusive: bool = True
+    high: float | None = None
+    high_inclusive: bool = True
+    residual: tuple[Predicate, ...] = ()
+
+    @property
+    def bounded(self) -> bool:
+        return self.low is not None or self.high is not None
+
+    def narrowed(self, operator: str, value: float) -> Keyset:
+        keyset = self
+        if operator in ("=", ">", ">="):
+            keyset = keyset._with_low(value, operator != ">")
+        if operator in ("=", "<", "<="):
+            keyset = keyset._with_high(value, operator != "<")
+        return keyset
+
+    def _with_low(self, value: float, inclusive: bool) -> Keyset:
+        if self.low is None or value > self.low:
+            return replace(self, low=value, low_inclusive=inclusive)
+        if value == self.low:
+            return replace(self, low_inclusive=self.low_inclusive and inclusive)
+        return self
+
+    def _with_high(self, value: float, inclusive: bool) -> Keyset:
+        if self.high is None or value < self.high:
+            return replace(self, high=value, high_inclusive=inclusive)
+        if value == self.high:
+            return replace(self, high_inclusive=self.high_inclusive and inclusive)
+        return self
+
+
+@dataclass(frozen=True)
 class Plan:
     """A bound statement: what to keep, how to sort and which slice to return."""
 
@@ -371,6 +426,8 @@ class Plan:
     max_results: int
     # What identifies the matching rows in order, for caching across pages.
     selection_key: tuple[Any, ...]
+    # Set when the time index can answer the plan (see Keyset).
+    keyset: Keyset | None = None
 
 
 def bind(statement: Statement) -> Plan:
@@ -393,7 +450,31 @@ def bind(statement: Statement) -> Plan:
         statement.start_position,
         statement.max_results,
         key,
+        _keyset(schema, statement, order, predicates),
     )
+
+
+def _keyset(
+    schema: Schema, statement: Statement, order: tuple[tuple[int, bool], ...], predicates: list
+) -> Keyset | None:
+    """The plan's LastUpdatedTime bounds, when rows in (LastUpdatedTime, Id) order answer it.
+
+    That is when the result is ordered by LastUpdatedTime ascending (ties by Id, as
+    `select` orders them) or only counted.
+    """
+    position = schema.position(LAST_UPDATED)
+    if not statement.count and order != ((position, False),):
+        return None
+    keyset = Keyset()
+    residual = list(predicates[len(statement.where) :])  # the implied Active = true
+    for condition, predicate in zip(statement.where, predicates, strict=False):
+        indexed = schema.position(condition.property) == position
+        if indexed and condition.operator in _COMPARISONS:
+            value = _literal_value(schema.properties[position], condition.values[0])
+            keyset = keyset.narrowed(condition.operator, value)
+        else:
+            residual.append(predicate)
+    return replace(keyset, residual=tuple(residual))
 
 
 def _predicate(schema: Schema, condition: Condition) -> Predicate:

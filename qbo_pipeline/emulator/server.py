@@ -48,7 +48,7 @@ class EmulatorServer:
         self.discovery_url = f"{self.base_url}/.well-known/openid_configuration"
         self.api_base_url = self.base_url
         self._server = uvicorn.Server(
-            uvicorn.Config(self.app, log_level="warning", lifespan="off", access_log=False)
+            uvicorn.Config(self.app, log_level="warning", lifespan="on", access_log=False)
         )
         self._thread: threading.Thread | None = None
 
@@ -87,6 +87,21 @@ class EmulatorServer:
         self.stop()
 
 
+def _behaviour(config: EmulatorConfig) -> str:
+    """One phrase for the log line: limits, latency, faults and churn as configured."""
+    limits = (
+        f"limits {config.requests_per_minute}/min, {config.max_in_flight} in flight"
+        if config.limits
+        else "no limits"
+    )
+    parts = [limits, f"latency {config.latency_ms:g} ms per 1000 rows"]
+    if config.faults:
+        parts.append("faults " + ",".join(f"{k}={v:g}" for k, v in config.faults.items()))
+    if config.churn:
+        parts.append(f"churn {config.churn:g}/s")
+    return "; ".join(parts)
+
+
 def serve(config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: int = 8765) -> None:
     """Serve until interrupted; the CLI's `emulator` command."""
     config = config or EmulatorConfig()
@@ -95,13 +110,14 @@ def serve(config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: i
     company = app.state.emulator.company
     counts = company.counts()
     log.info(
-        "QBO emulator listening on %s (realm %s, %d customers, %d invoices)",
+        "QBO emulator listening on %s (realm %s, %d customers, %d invoices; %s)",
         _url(host, sock.getsockname()[1]),
         company.realm_id,
         counts[CUSTOMER.name],
         counts[INVOICE.name],
+        _behaviour(config),
     )
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     try:
         server.run(sockets=[sock])
     finally:

@@ -1,18 +1,22 @@
 """The emulator's whole in-memory state: companies, tokens, clock, counters, faults.
 
-Handlers run on one event loop and never await while changing it, so no locks.
+Handlers run on one event loop and never await while changing it, so no locks (the
+limits take one anyway, see limits.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import random
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from qbo_pipeline.emulator.company import Company
-from qbo_pipeline.emulator.config import EmulatorConfig
+from qbo_pipeline.emulator.config import FAULT_KINDS, EmulatorConfig, check_fault_rates
+from qbo_pipeline.emulator.limits import Limits
 from qbo_pipeline.emulator.tokens import TokenAuthority
 
 
@@ -48,6 +52,31 @@ class InjectedFaults:
 
     def clear(self) -> None:
         self.remaining = 0
+
+
+class FaultRates:
+    """Faults drawn at random per accounting request, reproducibly from a seed."""
+
+    def __init__(self, rates: dict[str, float], seed: int) -> None:
+        self.random = random.Random(seed)
+        self.rates: dict[str, float] = {}
+        self.set(rates)
+
+    def set(self, rates: dict[str, float]) -> None:
+        checked = check_fault_rates(rates)
+        # A fixed order keeps one seed's sequence of faults stable whatever the dict order.
+        self.rates = {kind: checked[kind] for kind in FAULT_KINDS if checked.get(kind)}
+
+    def draw(self) -> str | None:
+        """The fault kind for the next request, or None; one draw per request."""
+        if not self.rates:
+            return None
+        point = self.random.random()
+        for kind, rate in self.rates.items():
+            if point < rate:
+                return kind
+            point -= rate
+        return None
 
 
 @dataclass
@@ -88,17 +117,25 @@ class Stats:
     grants: Counter[str] = field(default_factory=Counter)  # successful calls
     token_errors: Counter[str] = field(default_factory=Counter)  # refusals, not injected
     token_failures_injected: int = 0
+    throttled: Counter[str] = field(default_factory=Counter)  # 429s per realm
+    faults: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    cdc_calls: Counter[str] = field(default_factory=Counter)
+    batch_calls: Counter[str] = field(default_factory=Counter)
+    batch_items: Counter[str] = field(default_factory=Counter)
+    churn_changes: int = 0
 
-    def record_request(self, realm_id: str, status: int) -> None:
+    def record_request(self, realm_id: str) -> None:
         self.requests[realm_id] += 1
-        self.statuses[realm_id][str(status)] += 1
 
-    def as_json(self) -> dict:
+    def record_status(self, realm_id: str, status: int | str) -> None:
+        """A response's status, or "reset"/"timeout" for a connection dropped unanswered."""
+        self.statuses[realm_id][str(status)] += 1
+        if status == 429:
+            self.throttled[realm_id] += 1
+
+    def as_json(self, limits: Limits | None = None) -> dict:
         return {
-            "realms": {
-                realm: {"requests": count, "by_status": dict(self.statuses[realm])}
-                for realm, count in self.requests.items()
-            },
+            "realms": {realm: self._realm_json(realm, limits) for realm in sorted(self.requests)},
             "token_endpoint": {
                 "calls": self.token_calls,
                 "calls_by_grant_type": dict(self.token_calls_by_grant),
@@ -108,6 +145,21 @@ class Stats:
                 "errors": dict(self.token_errors),
                 "failures_injected": self.token_failures_injected,
             },
+            "churn_changes": self.churn_changes,
+        }
+
+    def _realm_json(self, realm: str, limits: Limits | None) -> dict:
+        meter = limits.meters.get(realm) if limits else None
+        return {
+            "requests": self.requests[realm],
+            "by_status": dict(self.statuses[realm]),
+            "throttled": self.throttled[realm],
+            "peak_in_flight": meter.peak_in_flight if meter else 0,
+            "in_flight": meter.in_flight if meter else 0,
+            "faults": dict(self.faults[realm]),
+            "cdc_calls": self.cdc_calls[realm],
+            "batch_calls": self.batch_calls[realm],
+            "batch_items": self.batch_items[realm],
         }
 
 
@@ -122,8 +174,29 @@ class EmulatorState:
         )
         self.companies: dict[str, Company] = {config.realm_id: _build_company(config)}
         self.faults = InjectedFaults()
+        fault_seed = config.seed if config.fault_seed is None else config.fault_seed
+        self.fault_rates = FaultRates(config.faults, fault_seed)
+        self.limits = Limits(config.limits, config.requests_per_minute, config.max_in_flight)
+        self.latency_ms = config.latency_ms
+        self.latency_jitter = config.latency_jitter
+        self.latency_random = random.Random(fault_seed + 1)
         self.token_failures = TokenEndpointFailures(config.token_endpoint_failure)
         self.stats = Stats()
+        self.churn_rate = 0.0
+        self.mutation_random = random.Random(config.seed + 29)
+        self.churn_task: asyncio.Task[None] | None = None
+
+    def reset_stats(self) -> None:
+        self.stats = Stats()
+        self.limits.reset_peaks()
+
+    def latency(self, rows: int) -> float:
+        """Seconds an answer of `rows` rows takes: a share of a 1000-row page, jittered."""
+        if self.latency_ms <= 0:
+            return 0.0
+        jitter = self.latency_jitter
+        factor = self.latency_random.uniform(1 - jitter, 1 + jitter)
+        return self.latency_ms / 1000 * max(rows, 50) / 1000 * factor
 
     @property
     def company(self) -> Company:

@@ -4,7 +4,6 @@ Imports no Dagster and no HTTP; the sync engine hands it raw entities and a curs
 """
 
 from qbo_pipeline.warehouse.base import UpsertResult, Warehouse, WarehouseError
-from qbo_pipeline.warehouse.normalise import entity_row, line_rows
 from qbo_pipeline.warehouse.url import connect_warehouse, mask_url
 
 __all__ = [
@@ -12,7 +11,5 @@ __all__ = [
     "Warehouse",
     "WarehouseError",
     "connect_warehouse",
-    "entity_row",
-    "line_rows",
     "mask_url",
 ]

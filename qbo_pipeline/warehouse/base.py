@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,8 +17,8 @@ from typing import Protocol, runtime_checkable
 
 from qbo_pipeline.quickbooks.catalog import ENTITIES, Entity
 from qbo_pipeline.warehouse import schema
-from qbo_pipeline.warehouse.normalise import normalise_batch
-from qbo_pipeline.warehouse.schema import STAGE_LINES, STAGE_ROWS, Dialect, Table
+from qbo_pipeline.warehouse.normalise import SEQ, STAGE, describe_bad_value, encode_batch
+from qbo_pipeline.warehouse.schema import DELETIONS, SEEN, Dialect, Table
 
 
 class WarehouseError(RuntimeError):
@@ -51,6 +51,17 @@ class Warehouse(Protocol):
         cursor: datetime | None = None,
     ) -> UpsertResult: ...
 
+    def apply_deletions(
+        self,
+        entity: Entity,
+        realm_id: str,
+        deletions: Sequence[tuple[str, datetime]],
+        *,
+        cursor: datetime | None = None,
+    ) -> int: ...
+
+    def unseen_ids(self, entity: Entity, realm_id: str, seen_ids: Iterable[str]) -> list[str]: ...
+
     def cursor(self, realm_id: str, entity_name: str) -> datetime | None: ...
 
     def count(self, table: str, realm_id: str | None = None) -> int: ...
@@ -65,7 +76,14 @@ class Session(Protocol):
 
     def run(self, sql: str, params: Sequence = ()) -> list[tuple]: ...
 
-    def stage(self, name: str, columns: dict[str, list[str | None]]) -> None: ...
+    def stage(self, name: str, columns: dict[str, str], rows: Iterable[tuple]) -> None:
+        """Load rows into a temporary table of the given columns (name: BIGINT or TEXT).
+
+        `rows` may be a generator; backends consume it in bounded chunks.
+        """
+
+    def count(self, sql: str, params: Sequence = ()) -> int:
+        """Run a write and return how many rows it touched, without fetching them."""
 
     def lock_schema(self) -> None: ...
 
@@ -83,8 +101,12 @@ class SqlWarehouse(ABC):
         self._schema_lock = threading.Lock()
 
     @abstractmethod
-    def _session(self) -> AbstractContextManager[Session]:
-        """A transaction: committed when the block ends, rolled back if it raises."""
+    def _session(self, *, more_to_come: bool = False) -> AbstractContextManager[Session]:
+        """A transaction: committed when the block ends, rolled back if it raises.
+
+        `more_to_come` says a sync is writing batches, so a backend may keep its
+        connection for the next one.
+        """
 
     def close(self) -> None:  # noqa: B027 - backends without held resources need nothing
         pass
@@ -124,6 +146,9 @@ class SqlWarehouse(ABC):
 
     # --- writes ------------------------------------------------------------------------
 
+    # Errors a backend raises when a staged value does not fit its column's type.
+    _data_errors: tuple[type[Exception], ...] = ()
+
     def upsert(
         self,
         entity: Entity,
@@ -134,50 +159,97 @@ class SqlWarehouse(ABC):
     ) -> UpsertResult:
         """Write a batch and, in the same transaction, move the entity's cursor forward.
 
-        Normalisation runs before the transaction opens, so a malformed record fails the
-        batch without touching the database.
+        The database types the records (normalise.py); a value it cannot cast fails the
+        whole transaction, and the error then names the entity, field and value.
         """
-        if cursor is not None and cursor.utcoffset() is None:
-            raise ValueError(f"cursor {cursor!r} for {entity.name} must be timezone-aware")
-        batch = normalise_batch(entity, realm_id, raws)
-        rows_table = schema.entity_table(entity)
-        lines_table = schema.line_table(entity)
+        _check_aware(cursor, entity.name)
+        texts = encode_batch(entity, raws)
         self._ready()
-        with self._session() as session:
-            written: list[str] = []
-            if batch.rows:
-                session.stage(STAGE_ROWS, schema.text_columns(rows_table, batch.rows))
-                upsert = schema.upsert_rows(rows_table, self.dialect)
-                written = [row[0] for row in session.run(upsert)]
-            lines_written = 0
-            if lines_table is not None and entity.lines is not None and written:
-                lines_written = self._replace_lines(
-                    session, lines_table, entity.lines.parent_key, realm_id, written, batch.lines
-                )
-            if cursor is not None:
-                session.run(
-                    schema.ADVANCE_CURSOR,
-                    [realm_id, entity.name, cursor.astimezone(UTC).isoformat()],
-                )
+        try:
+            with self._session(more_to_come=True) as session:
+                written: list[str] = []
+                if texts:
+                    session.stage(STAGE, {SEQ: "BIGINT", "raw": "TEXT"}, enumerate(texts))
+                    session.run(schema.create_batch(entity, self.dialect))
+                    upsert = schema.upsert_rows(schema.entity_table(entity))
+                    written = [row[0] for row in session.run(upsert, [realm_id])]
+                lines_written = 0
+                if entity.lines is not None and written:
+                    lines_written = self._replace_lines(session, entity, realm_id, written)
+                self._advance(session, realm_id, entity, cursor)
+        except self._data_errors as error:
+            described = describe_bad_value(entity, texts)
+            if described is None:
+                raise
+            raise ValueError(described) from error
         return UpsertResult(rows_written=len(written), lines_written=lines_written)
 
     def _replace_lines(
-        self,
-        session: Session,
-        table: Table,
-        parent_key: str,
-        realm_id: str,
-        written: list[str],
-        lines: list[dict],
+        self, session: Session, entity: Entity, realm_id: str, written: list[str]
     ) -> int:
         """Lines follow their parent: a parent that was not rewritten keeps its lines."""
+        assert entity.lines is not None
+        table = schema.line_table(entity)
+        assert table is not None
+        parent_key = entity.lines.parent_key
         session.run(schema.delete_lines(table, parent_key, self.dialect), [realm_id, written])
-        keep = set(written)
-        fresh = [line for line in lines if line[parent_key] in keep]
-        if fresh:
-            session.stage(STAGE_LINES, schema.text_columns(table, fresh))
-            session.run(schema.insert_lines(table, self.dialect))
-        return len(fresh)
+        return session.count(schema.insert_lines(entity, table, self.dialect), [realm_id, written])
+
+    def _advance(
+        self, session: Session, realm_id: str, entity: Entity, cursor: datetime | None
+    ) -> None:
+        if cursor is not None:
+            session.run(
+                schema.ADVANCE_CURSOR, [realm_id, entity.name, cursor.astimezone(UTC).isoformat()]
+            )
+
+    # --- deletes -----------------------------------------------------------------------
+
+    def apply_deletions(
+        self,
+        entity: Entity,
+        realm_id: str,
+        deletions: Sequence[tuple[str, datetime]],
+        *,
+        cursor: datetime | None = None,
+    ) -> int:
+        """Soft-delete transactions QBO reported deleted (CDC); returns the rows marked.
+
+        A row keeps the first deletion instant recorded for it. Lines stay as they were:
+        invoice_lines has no deleted_at, and analysts join through invoices.deleted_at.
+        The cursor moves in the same transaction, so a crash cannot skip a deletion.
+        """
+        _check_aware(cursor, entity.name)
+        _require_transaction(entity, "apply_deletions")
+        instants: dict[str, str] = {}
+        for entity_id, instant in deletions:
+            _check_aware(instant, entity.name)
+            instants.setdefault(str(entity_id), instant.astimezone(UTC).isoformat())
+        table = schema.entity_table(entity)
+        self._ready()
+        with self._session() as session:
+            marked = 0
+            if instants:
+                session.stage(DELETIONS, {"id": "TEXT", "deleted_at": "TEXT"}, instants.items())
+                marked = session.count(schema.mark_deleted(table), [realm_id])
+            self._advance(session, realm_id, entity, cursor)
+        return marked
+
+    def unseen_ids(self, entity: Entity, realm_id: str, seen_ids: Iterable[str]) -> list[str]:
+        """Live stored rows of the realm that a full re-read did not return.
+
+        Each was deleted in QBO or changed while the read ran (and moved past its bound);
+        the engine asks QBO which, by Id, before marking any deleted. Name-list entities
+        are never hard-deleted (they turn Active=false): asking for one raises ValueError.
+        The ids are streamed into a temporary table; none is held in a Python list.
+        """
+        _require_transaction(entity, "reconcile")
+        table = schema.entity_table(entity)
+        self._ready()
+        with self._session() as session:
+            session.stage(SEEN, {"id": "TEXT"}, ((str(entity_id),) for entity_id in seen_ids))
+            rows = session.run(schema.select_unseen(table), [realm_id])
+        return sorted(row[0] for row in rows)
 
     # --- reads -------------------------------------------------------------------------
 
@@ -212,3 +284,16 @@ class SqlWarehouse(ABC):
             known = ", ".join(sorted(self._tables))
             raise ValueError(f"no warehouse table {name!r}; the tables are {known}")
         return table
+
+
+def _check_aware(instant: datetime | None, entity_name: str) -> None:
+    if instant is not None and instant.utcoffset() is None:
+        raise ValueError(f"instant {instant!r} for {entity_name} must be timezone-aware")
+
+
+def _require_transaction(entity: Entity, operation: str) -> None:
+    if entity.is_name_list:
+        raise ValueError(
+            f"{operation}: {entity.name} is a name-list entity; QBO never hard-deletes those "
+            "(a delete sets Active=false, which the next sync writes)"
+        )

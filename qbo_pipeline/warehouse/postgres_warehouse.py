@@ -8,7 +8,7 @@ uses PostgreSQL's own `$1` placeholders, the same text DuckDB runs.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import psycopg
@@ -31,15 +31,18 @@ class _PostgresSession:
             cursor.execute(sql, list(params) if params else None)
             return cursor.fetchall() if cursor.description is not None else []
 
-    def stage(self, name: str, columns: dict[str, list[str | None]]) -> None:
-        names = list(columns)
-        definition = ", ".join(f"{quote(column)} TEXT" for column in names)
+    def stage(self, name: str, columns: dict[str, str], rows: Iterable[tuple]) -> None:
+        definition = ", ".join(f"{quote(column)} {kind}" for column, kind in columns.items())
         with self._connection.cursor() as cursor:
-            cursor.execute(f"CREATE TEMP TABLE {quote(name)} ({definition}) ON COMMIT DROP")
-            target = ", ".join(quote(column) for column in names)
-            with cursor.copy(f"COPY {quote(name)} ({target}) FROM STDIN") as copy:
-                for row in zip(*columns.values(), strict=True):
+            cursor.execute(f"CREATE TEMP TABLE {name} ({definition}) ON COMMIT DROP")
+            with cursor.copy(f"COPY {name} FROM STDIN") as copy:
+                for row in rows:
                     copy.write_row(row)
+
+    def count(self, sql: str, params: Sequence = ()) -> int:
+        with self._connection.cursor() as cursor:
+            cursor.execute(sql, list(params) if params else None)
+            return cursor.rowcount
 
     def lock_schema(self) -> None:
         """Two processes creating the same tables at once would collide in the catalog."""
@@ -48,6 +51,7 @@ class _PostgresSession:
 
 class PostgresWarehouse(SqlWarehouse):
     dialect = Dialect.POSTGRES
+    _data_errors = (psycopg.errors.DataError,)
 
     def __init__(
         self, url: str, *, entities: Sequence[Entity] = ENTITIES, connect_timeout: int = 10
@@ -81,7 +85,7 @@ class PostgresWarehouse(SqlWarehouse):
         return connection
 
     @contextmanager
-    def _session(self) -> Iterator[_PostgresSession]:
+    def _session(self, *, more_to_come: bool = False) -> Iterator[_PostgresSession]:
         with self._lock:
             connection = self._connected()
             with connection.transaction():

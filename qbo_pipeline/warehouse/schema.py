@@ -1,56 +1,34 @@
 """The warehouse tables derived from the catalog, and the SQL both backends run on them.
 
 DuckDB and PostgreSQL share one SQL text here: both speak `INSERT ... ON CONFLICT ... DO
-UPDATE ... WHERE ... RETURNING`, information_schema and `$n` placeholders. Rows reach the
-database as text in a staging relation and are cast there, so each backend only needs one
-fast way to move strings (a DataFrame scan or COPY) and the casting rules live in one place.
+UPDATE ... WHERE ... RETURNING`, information_schema and `$n` placeholders. Entities reach
+the database as JSON text in a staging table and are typed there (normalise.py), so each
+backend only needs one fast way to move strings (a DataFrame scan or COPY).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
 from qbo_pipeline.quickbooks.catalog import ColumnType, Entity
-from qbo_pipeline.warehouse.normalise import LINE_INDEX, Row
+from qbo_pipeline.warehouse.normalise import (
+    BATCH,
+    LINE_INDEX,
+    SQL_TYPES,
+    Dialect,
+    batch_select,
+    lines_select,
+    quote,
+)
+
+__all__ = ["Dialect", "quote"]
 
 SCHEMA = "qbo"
 SYNC_STATE = "_sync_state"
 JSON = "json"  # the raw entity; not a catalog column type
-STAGE_ROWS = "_qbo_stage_rows"
-STAGE_LINES = "_qbo_stage_lines"
-
-
-class Dialect(StrEnum):
-    DUCKDB = "duckdb"
-    POSTGRES = "postgres"
-
-
-_SQL_TYPES: dict[Dialect, dict[str, str]] = {
-    Dialect.DUCKDB: {
-        ColumnType.TEXT: "VARCHAR",
-        ColumnType.BOOLEAN: "BOOLEAN",
-        ColumnType.INTEGER: "BIGINT",
-        ColumnType.DECIMAL: "DECIMAL(24,8)",
-        ColumnType.DATE: "DATE",
-        ColumnType.TIMESTAMP: "TIMESTAMPTZ",
-        JSON: "JSON",
-    },
-    Dialect.POSTGRES: {
-        ColumnType.TEXT: "TEXT",
-        ColumnType.BOOLEAN: "BOOLEAN",
-        ColumnType.INTEGER: "BIGINT",
-        ColumnType.DECIMAL: "NUMERIC(24,8)",
-        ColumnType.DATE: "DATE",
-        ColumnType.TIMESTAMP: "TIMESTAMPTZ",
-        JSON: "JSONB",
-    },
-}
-
-
-def quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
+DELETIONS = "_qbo_deletions"  # (id, deleted_at) staged by apply_deletions
+SEEN = "_qbo_seen"  # (id) staged by unseen_ids
 
 
 @dataclass(frozen=True)
@@ -139,7 +117,7 @@ EXISTING_COLUMNS = (
 
 
 def create_table(table: Table, dialect: Dialect) -> str:
-    types = _SQL_TYPES[dialect]
+    types = SQL_TYPES[dialect]
     columns = [f"{quote(c.name)} {types[c.type]}" for c in table.columns]
     key = ", ".join(quote(name) for name in table.key)
     body = ",\n  ".join([*columns, f"PRIMARY KEY ({key})"])
@@ -147,16 +125,22 @@ def create_table(table: Table, dialect: Dialect) -> str:
 
 
 def add_column(table: Table, column: TableColumn, dialect: Dialect) -> str:
-    sql_type = _SQL_TYPES[dialect][column.type]
+    sql_type = SQL_TYPES[dialect][column.type]
     return f"ALTER TABLE {table.qualified} ADD COLUMN IF NOT EXISTS {quote(column.name)} {sql_type}"
 
 
 # --- DML -------------------------------------------------------------------------------
 
 
-def _cast_from_stage(table: Table, dialect: Dialect) -> str:
-    types = _SQL_TYPES[dialect]
-    return ", ".join(f"CAST(s.{quote(c.name)} AS {types[c.type]})" for c in table.loaded)
+def temp_table_as(name: str, select: str, dialect: Dialect) -> str:
+    """A relation private to this transaction (DuckDB's connection ends with it anyway)."""
+    on_commit = " ON COMMIT DROP" if dialect is Dialect.POSTGRES else ""
+    return f"CREATE TEMP TABLE {name}{on_commit} AS\n{select}"
+
+
+def create_batch(entity: Entity, dialect: Dialect) -> str:
+    """Type the staged records into BATCH, one per id (see normalise.batch_select)."""
+    return temp_table_as(BATCH, batch_select(entity, dialect), dialect)
 
 
 def _supersedes(new: str, old: str, table: Table) -> str:
@@ -170,29 +154,38 @@ def _supersedes(new: str, old: str, table: Table) -> str:
     changed = "\n    OR ".join(
         f"{new}.{quote(name)} IS DISTINCT FROM {old}.{quote(name)}" for name in updatable
     )
-    new_token = f"COALESCE({new}.sync_token, -1)"
-    old_token = f"COALESCE({old}.sync_token, -1)"
+    new_token, old_token = _token(new), _token(old)
     return f"{new_token} > {old_token}\n  OR ({new_token} = {old_token} AND (\n    {changed}))"
 
 
-def upsert_rows(table: Table, dialect: Dialect) -> str:
-    """Write staged rows where they supersede the stored ones; returns the ids written.
+def _token(row: str) -> str:
+    return f"COALESCE({row}.sync_token, -1)"
 
-    deleted_at is left alone: soft deletes belong to whoever records deletions.
+
+def upsert_rows(table: Table) -> str:
+    """Write BATCH rows of realm $1 where they supersede the stored ones; returns their ids.
+
+    deleted_at belongs to whoever records deletions, with one exception: a higher
+    SyncToken means the entity exists again (an Id reused by a replay), so it is cleared.
     """
     names = [c.name for c in table.loaded]
     target = ", ".join(quote(name) for name in [*names, "synced_at"])
-    assignments = ",\n  ".join(
+    source = ", ".join(quote(name) for name in names if name != "realm_id")
+    assignments = [
         f"{quote(name)} = excluded.{quote(name)}"
         for name in [*names, "synced_at"]
         if name not in table.key
+    ]
+    assignments.append(
+        f"deleted_at = CASE WHEN {_token('excluded')} > {_token('t')} "
+        "THEN NULL ELSE t.deleted_at END"
     )
     key = ", ".join(quote(name) for name in table.key)
+    updates = ",\n  ".join(assignments)
     return (
         f"INSERT INTO {table.qualified} AS t ({target})\n"
-        f"SELECT {_cast_from_stage(table, dialect)}, current_timestamp\n"
-        f"FROM {STAGE_ROWS} AS s\n"
-        f"ON CONFLICT ({key}) DO UPDATE SET\n  {assignments}\n"
+        f"SELECT $1, {source}, current_timestamp FROM {BATCH}\n"
+        f"ON CONFLICT ({key}) DO UPDATE SET\n  {updates}\n"
         f"WHERE {_supersedes('excluded', 't', table)}\n"
         "RETURNING id"
     )
@@ -207,11 +200,27 @@ def delete_lines(table: Table, parent_key: str, dialect: Dialect) -> str:
     )
 
 
-def insert_lines(table: Table, dialect: Dialect) -> str:
+def insert_lines(entity: Entity, table: Table, dialect: Dialect) -> str:
+    """Lines of the BATCH parents listed in $2, for realm $1."""
     target = ", ".join(quote(c.name) for c in table.loaded)
+    return f"INSERT INTO {table.qualified} ({target})\n{lines_select(entity, dialect)}"
+
+
+def mark_deleted(table: Table) -> str:
+    """Stamp rows of realm $1 named in DELETIONS that are not deleted yet."""
     return (
-        f"INSERT INTO {table.qualified} ({target})\n"
-        f"SELECT {_cast_from_stage(table, dialect)} FROM {STAGE_LINES} AS s"
+        f"UPDATE {table.qualified} AS t SET deleted_at = CAST(d.deleted_at AS TIMESTAMPTZ)\n"
+        f"FROM {DELETIONS} AS d\n"
+        "WHERE t.realm_id = $1 AND t.id = d.id AND t.deleted_at IS NULL"
+    )
+
+
+def select_unseen(table: Table) -> str:
+    """Ids of live rows of realm $1 that are not in SEEN."""
+    return (
+        f"SELECT t.id FROM {table.qualified} AS t\n"
+        "WHERE t.realm_id = $1 AND t.deleted_at IS NULL\n"
+        f"AND NOT EXISTS (SELECT 1 FROM {SEEN} AS s WHERE s.id = t.id)"
     )
 
 
@@ -225,40 +234,3 @@ ADVANCE_CURSOR = (
 )
 
 READ_CURSOR = f"SELECT cursor FROM {SYNC_STATE_TABLE.qualified} WHERE realm_id = $1 AND entity = $2"
-
-
-# --- staging as text -------------------------------------------------------------------
-
-
-def _same(value: object) -> str:
-    return value  # type: ignore[return-value]
-
-
-def _boolean_text(value: object) -> str:
-    return "true" if value else "false"
-
-
-def _iso(value: object) -> str:
-    return value.isoformat()  # type: ignore[attr-defined]
-
-
-_TO_TEXT: dict[str, Callable[[object], str]] = {
-    ColumnType.TEXT: _same,
-    ColumnType.BOOLEAN: _boolean_text,
-    ColumnType.INTEGER: str,
-    ColumnType.DECIMAL: str,
-    ColumnType.DATE: _iso,
-    ColumnType.TIMESTAMP: _iso,
-    JSON: _same,
-}
-
-
-def text_columns(table: Table, rows: Sequence[Row]) -> dict[str, list[str | None]]:
-    """The loaded columns of `rows` as lists of SQL literals (None for NULL), column-wise."""
-    columns: dict[str, list[str | None]] = {}
-    for column in table.loaded:
-        name, to_text = column.name, _TO_TEXT[column.type]
-        columns[name] = [
-            None if (value := row.get(name)) is None else to_text(value) for row in rows
-        ]
-    return columns

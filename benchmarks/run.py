@@ -35,6 +35,8 @@ class Figure:
 
     @property
     def ratio(self) -> float:
+        if self.limit == 0:
+            return 0.0 if self.value == 0 else float("inf")
         return self.value / self.limit
 
     @property

@@ -89,6 +89,7 @@ def _materializations(
         metadata={
             "dagster/row_count": warehouse.count(entity.table, realm),
             "rows_loaded": result.rows,
+            "rows_deleted": result.deleted,
             "pages": result.pages,
             "mode": result.mode,
             "seconds": round(result.seconds, 3),
@@ -149,7 +150,8 @@ def build_entity_asset(entity: Entity) -> dg.AssetsDefinition:
             )
             context.log.info(
                 f"realm {realm} {entity.name}: {result.mode} sync wrote {result.rows} rows and "
-                f"{result.lines} lines from {result.pages} pages in {result.seconds:.1f} s"
+                f"{result.lines} lines, marked {result.deleted} deleted, from {result.pages} "
+                f"pages in {result.seconds:.1f} s"
             )
             yield from _materializations(entity, result, store)
 

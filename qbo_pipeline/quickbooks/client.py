@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -34,7 +34,7 @@ from qbo_pipeline.quickbooks.faults import (
     fault_from_response,
 )
 from qbo_pipeline.quickbooks.limiter import DEFAULT_LIMITS, Limits, RealmLimiter, limiter_for
-from qbo_pipeline.quickbooks.timestamps import parse_instant
+from qbo_pipeline.quickbooks.timestamps import format_qbo, parse_instant
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,25 @@ class QueryPage:
     start_position: int | None
     max_results: int | None
     server_time: datetime | None  # the envelope's `time`: QBO's clock, not ours
+
+
+@dataclass(frozen=True)
+class ChangeSet:
+    """A CDC answer: per entity name, changed entities and `status: Deleted` stubs."""
+
+    changed: dict[str, list[dict]]
+    server_time: datetime | None
+
+    def deleted(self, entity: Entity) -> list[tuple[str, datetime]]:
+        """(Id, deletion instant) of the entity's deleted objects."""
+        return [
+            (row["Id"], parse_instant(row["MetaData"]["LastUpdatedTime"]))
+            for row in self.changed.get(entity.name, [])
+            if row.get("status") == "Deleted"
+        ]
+
+    def size(self) -> int:
+        return sum(len(rows) for rows in self.changed.values())
 
 
 def _is_transient(error: BaseException) -> bool:
@@ -158,6 +177,29 @@ class QuickBooksClient:
             server_time=parse_instant(stamp) if isinstance(stamp, str) else None,
         )
 
+    def cdc(self, entities: Sequence[Entity], changed_since: datetime) -> ChangeSet:
+        """Entities changed since an instant (at most 30 days back), deletions included.
+
+        QBO answers at most 1000 objects per call, oldest first; a full answer means there
+        may be more after the last LastUpdatedTime returned.
+        """
+        params = {
+            "entities": ",".join(entity.name for entity in entities),
+            "changedSince": format_qbo(changed_since),
+        }
+        document = self._request_json("cdc", None, params)
+        changed: dict[str, list[dict]] = {entity.name: [] for entity in entities}
+        for block in document.get("CDCResponse", []):
+            for response in block.get("QueryResponse", []):
+                for name, rows in response.items():
+                    if isinstance(rows, list):
+                        changed.setdefault(name, []).extend(rows)
+        stamp = document.get("time")
+        return ChangeSet(
+            changed=changed,
+            server_time=parse_instant(stamp) if isinstance(stamp, str) else None,
+        )
+
     def count(self, entity: Entity, where: str = "") -> int:
         statement = f"SELECT COUNT(*) FROM {entity.name}" + (f" WHERE {where}" if where else "")
         document = self._request_json("query", statement)
@@ -167,19 +209,25 @@ class QuickBooksClient:
         document = self._request_json(f"{entity.resource}/{quote(entity_id)}", None)
         return document[entity.name]
 
-    def _request_json(self, path: str, statement: str | None) -> dict:
+    def _request_json(
+        self, path: str, statement: str | None, params: dict[str, str] | None = None
+    ) -> dict:
         context = statement if statement is not None else f"GET {path}"
-        return self._retrying(self._authorised_request, path, statement, context)
+        if params:
+            context += " " + " ".join(f"{k}={v}" for k, v in params.items())
+        return self._retrying(self._authorised_request, path, statement, context, params or {})
 
-    def _authorised_request(self, path: str, statement: str | None, context: str) -> dict:
+    def _authorised_request(
+        self, path: str, statement: str | None, context: str, extra: dict[str, str]
+    ) -> dict:
         token = self._tokens.access_token()
         try:
-            return self._send(path, statement, token, context)
+            return self._send(path, statement, token, context, extra)
         except AuthenticationFailed:
             log.info("realm %s: access token rejected, refreshing once", self.realm_id)
             fresh = self._tokens.refresh_after_unauthorized(token)
             try:
-                return self._send(path, statement, fresh, context)
+                return self._send(path, statement, fresh, context, extra)
             except AuthenticationFailed as error:
                 raise AuthenticationFailed(
                     f"QuickBooks rejected the access token of realm {self.realm_id} again after "
@@ -190,10 +238,12 @@ class QuickBooksClient:
                     intuit_tid=error.intuit_tid,
                 ) from None
 
-    def _send(self, path: str, statement: str | None, token: str, context: str) -> dict:
+    def _send(
+        self, path: str, statement: str | None, token: str, context: str, extra: dict[str, str]
+    ) -> dict:
         url = f"{self.company_url}/{path}"
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        params: dict[str, str] = {"minorversion": str(MINOR_VERSION)}
+        params: dict[str, str] = {**extra, "minorversion": str(MINOR_VERSION)}
         with self.limiter.slot():
             if statement is not None and len(statement) > _LONG_QUERY:
                 headers["Content-Type"] = "application/text"

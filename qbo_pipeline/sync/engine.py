@@ -1,13 +1,15 @@
 """The extraction engine: reads an entity's changed rows in concurrent time ranges within
-the realm's limits and streams bounded batches into the warehouse.
+the realm's limits, streams bounded batches into the warehouse, and applies deletes.
 
 Each range is read with keyset paging on MetaData.LastUpdatedTime, so rows updated or
 deleted while the sync runs cannot make it skip another row (offset paging would). The
 run's upper bound is QBO's own clock at the start; the cursor becomes that instant and is
 committed with the last batch, in the same transaction, so a run that dies part-way
 leaves the old cursor and the next run reads those rows again (upserts make that
-harmless). Memory is bounded by the queue between fetchers and writer and by the batch
-size, not by the size of the company.
+harmless). Deleted transactions come from CDC, or from a reconciliation after a full read
+(see `deletes`); they are marked in the transaction that commits the cursor. Memory is
+bounded by the queue between fetchers and writer and by the batch size, not by the size
+of the company (a full read of transactions also keeps the set of Ids it has seen).
 """
 
 from __future__ import annotations
@@ -18,13 +20,19 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from qbo_pipeline.quickbooks.catalog import Entity
-from qbo_pipeline.quickbooks.client import QuickBooksClient
+from qbo_pipeline.quickbooks.catalog import Entity, Kind
+from qbo_pipeline.quickbooks.client import QueryPage, QuickBooksClient
 from qbo_pipeline.quickbooks.query import MAX_RESULTS, select_page, sync_filter
 from qbo_pipeline.quickbooks.timestamps import parse_instant
+from qbo_pipeline.sync.deletes import (
+    Deletion,
+    cdc_reaches,
+    confirm_missing,
+    deletions_from_cdc,
+)
 from qbo_pipeline.sync.ranges import SECOND, RangeQueue, even_split, floor_second
 from qbo_pipeline.warehouse.base import Warehouse
 
@@ -51,6 +59,7 @@ class EntitySyncResult:
     mode: str  # "full" or "incremental"
     rows: int  # rows written (new or changed)
     lines: int
+    deleted: int  # rows newly marked deleted
     pages: int  # query requests made
     fetched: int  # rows received, duplicates at page boundaries included
     seconds: float
@@ -67,6 +76,13 @@ class _Fetcher:
         self.pages = 0
         self._pages_lock = threading.Lock()
         self.stop = threading.Event()
+
+    def probe(self, since: datetime | None) -> QueryPage:
+        """The oldest matching row (where the ranges start) and QBO's clock (where they end)."""
+        with self._pages_lock:
+            self.pages += 1
+        where = sync_filter(self.entity, since)
+        return self.client.query(select_page(self.entity, where, start_position=1, max_results=1))
 
     def query(self, where: str, start_position: int = 1) -> list[dict]:
         statement = select_page(
@@ -130,19 +146,23 @@ def sync_entity(
     *,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> EntitySyncResult:
-    """Bring one entity of the client's realm up to date in the warehouse."""
+    """Bring one entity of the client's realm up to date in the warehouse, deletes included."""
     started = time.monotonic()
     realm_id = client.realm_id
     previous = None if options.full else warehouse.cursor(realm_id, entity.name)
+    transactions = entity.kind is Kind.TRANSACTION
     since = previous - options.overlap if previous else None
     fetcher = _Fetcher(client, entity, options.page_size)
-
-    probe = client.query(
-        select_page(entity, sync_filter(entity, since), start_position=1, max_results=1)
-    )
-    fetcher.pages += 1
+    probe = fetcher.probe(since)
     # QBO's clock bounds the run: rows stamped after this second belong to the next run.
-    upper = floor_second(probe.server_time or datetime.now(UTC)) + SECOND
+    now = probe.server_time or datetime.now(UTC)
+    if since and transactions and not cdc_reaches(since, now):
+        log.info("realm %s %s: last sync beyond CDC's reach; reconciling", realm_id, entity.name)
+        since = None
+        probe = fetcher.probe(since)
+    upper = floor_second(now) + SECOND
+    # A full read of transactions is followed by a reconciliation, which needs every Id read.
+    seen: set[str] | None = set() if transactions and since is None else None
     ranges: list[tuple[datetime, datetime]] = []
     if probe.entities:
         first = floor_second(parse_instant(probe.entities[0]["MetaData"]["LastUpdatedTime"]))
@@ -157,43 +177,105 @@ def sync_entity(
         len(ranges),
     )
 
-    rows = lines = fetched = 0
-    batch: list[dict] = []
+    writer = _BatchWriter(warehouse, entity, realm_id, options.batch_rows, on_batch)
     for page in _pages(fetcher, ranges):
-        fetched += len(page)
-        batch.extend(page)
-        if len(batch) >= options.batch_rows:
-            result = warehouse.upsert(entity, realm_id, batch)
-            rows, lines = rows + result.rows_written, lines + result.lines_written
-            batch = []
-            if on_batch:
-                on_batch(rows, lines)
+        writer.add(page)
+        if seen is not None:
+            seen.update(row["Id"] for row in page)
+    writer.flush()
+
+    deletions: list[Deletion] = []
+    if transactions and seen is None and entity.cdc:
+        found = deletions_from_cdc(client, entity, since)
+        if found is None:  # more changes than CDC can page through: reconcile instead
+            return sync_entity(client, warehouse, entity, replace(options, full=True))
+        deletions = found
+    if seen is not None:
+        deletions = _reconcile(client, warehouse, entity, seen, writer, at=upper)
 
     cursor = max(upper, previous) if previous else upper
-    result = warehouse.upsert(entity, realm_id, batch, cursor=cursor)
-    rows, lines = rows + result.rows_written, lines + result.lines_written
+    if transactions:
+        deleted = warehouse.apply_deletions(entity, realm_id, deletions, cursor=cursor)
+    else:  # name-lists are never hard-deleted: deactivations arrive as updates
+        deleted = 0
+        warehouse.upsert(entity, realm_id, [], cursor=cursor)
     seconds = time.monotonic() - started
     log.info(
-        "realm %s %s: wrote %d rows and %d lines from %d pages (%d rows read) in %.1f s",
+        "realm %s %s: wrote %d rows and %d lines, marked %d deleted, from %d pages "
+        "(%d rows read) in %.1f s",
         realm_id,
         entity.name,
-        rows,
-        lines,
+        writer.rows,
+        writer.lines,
+        deleted,
         fetcher.pages,
-        fetched,
+        writer.fetched,
         seconds,
     )
     return EntitySyncResult(
         entity=entity.name,
         realm_id=realm_id,
         mode="incremental" if since else "full",
-        rows=rows,
-        lines=lines,
+        rows=writer.rows,
+        lines=writer.lines,
+        deleted=deleted,
         pages=fetcher.pages,
-        fetched=fetched,
+        fetched=writer.fetched,
         seconds=seconds,
         cursor=cursor,
     )
+
+
+class _BatchWriter:
+    """Collects pages into batches of `batch_rows` and upserts each as it fills."""
+
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        entity: Entity,
+        realm_id: str,
+        batch_rows: int,
+        on_batch: Callable[[int, int], None] | None,
+    ) -> None:
+        self.warehouse, self.entity, self.realm_id = warehouse, entity, realm_id
+        self.batch_rows = batch_rows
+        self.on_batch = on_batch
+        self.rows = self.lines = self.fetched = 0
+        self._batch: list[dict] = []
+
+    def add(self, page: list[dict]) -> None:
+        self.fetched += len(page)
+        self._batch.extend(page)
+        if len(self._batch) >= self.batch_rows:
+            self.flush()
+            if self.on_batch:
+                self.on_batch(self.rows, self.lines)
+
+    def flush(self) -> None:
+        if not self._batch:
+            return
+        result = self.warehouse.upsert(self.entity, self.realm_id, self._batch)
+        self.rows += result.rows_written
+        self.lines += result.lines_written
+        self._batch = []
+
+
+def _reconcile(
+    client: QuickBooksClient,
+    warehouse: Warehouse,
+    entity: Entity,
+    seen: set[str],
+    writer: _BatchWriter,
+    *,
+    at: datetime,
+) -> list[Deletion]:
+    """Stored rows the full read did not return: deleted, unless QBO still has them."""
+    missing = set(warehouse.unseen_ids(entity, client.realm_id, seen))
+    for page in confirm_missing(client, entity, missing):
+        writer.add(page)
+        missing.difference_update(row["Id"] for row in page)
+    writer.flush()
+    return [(entity_id, at) for entity_id in sorted(missing)]
 
 
 def _pages(fetcher: _Fetcher, ranges: list[tuple[datetime, datetime]]) -> Iterator[list[dict]]:

@@ -12,7 +12,11 @@ def money(value: object) -> Decimal:
 
 
 def assert_warehouse_equals(warehouse: Warehouse, realm_id: str, emulator_entities) -> None:
-    """Same ids, SyncTokens and amounts, and every invoice line, as the source."""
+    """Same ids, SyncTokens and amounts, and every invoice line, as the source.
+
+    Invoices deleted in QBO stay in the warehouse with deleted_at set; the live ones (and
+    their lines) must be exactly the source's.
+    """
     customers = emulator_entities("Customer")
     invoices = emulator_entities("Invoice")
     where = f"realm_id = '{realm_id}'"
@@ -32,7 +36,7 @@ def assert_warehouse_equals(warehouse: Warehouse, realm_id: str, emulator_entiti
         row[0]: row[1:]
         for row in warehouse.query(
             f"SELECT id, sync_token, total_amt, balance, customer_id FROM qbo.invoices "
-            f"WHERE {where}"
+            f"WHERE {where} AND deleted_at IS NULL"
         )
     }
     assert stored_invoices == {
@@ -46,8 +50,10 @@ def assert_warehouse_equals(warehouse: Warehouse, realm_id: str, emulator_entiti
     }
 
     stored_lines = warehouse.query(
-        f"SELECT invoice_id, line_index, detail_type, amount FROM qbo.invoice_lines "
-        f"WHERE {where} ORDER BY invoice_id, line_index"
+        f"SELECT l.invoice_id, l.line_index, l.detail_type, l.amount "
+        f"FROM qbo.invoice_lines l JOIN qbo.invoices i "
+        f"ON i.realm_id = l.realm_id AND i.id = l.invoice_id "
+        f"WHERE l.{where} AND i.deleted_at IS NULL ORDER BY l.invoice_id, l.line_index"
     )
     expected_lines = sorted(
         (i["Id"], index, line["DetailType"], money(line.get("Amount", 0)))

@@ -30,8 +30,10 @@ def test_window_and_in_flight_caps_hold_under_contention():
 
     assert peak <= 3
     starts.sort()
+    # The test stamps a request just after the limiter admitted it; allow that skew.
+    window = limits.window_seconds - 0.02
     for i, start in enumerate(starts):
-        in_window = [s for s in starts[i:] if s - start < limits.window_seconds]
+        in_window = [s for s in starts[i:] if s - start < window]
         assert len(in_window) <= 20
 
 

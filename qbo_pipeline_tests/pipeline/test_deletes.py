@@ -1,0 +1,88 @@
+"""Deletes: invoices deleted in QBO are marked deleted_at through CDC, or through a full
+reconciliation when the last sync is older than CDC reaches; deactivated customers become
+active = false."""
+
+from __future__ import annotations
+
+import httpx
+
+from qbo_pipeline.quickbooks.catalog import CUSTOMER, INVOICE
+from qbo_pipeline.sync.engine import SyncOptions, sync_entity
+from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals
+
+OPTIONS = SyncOptions(page_size=50)
+
+
+def sync_both(company) -> dict:
+    with company.runtime.client(company.realm_id) as client, company.runtime.warehouse() as wh:
+        return {e.name: sync_entity(client, wh, e, OPTIONS) for e in (CUSTOMER, INVOICE)}
+
+
+def delete_invoices(company, count: int) -> list[str]:
+    deleted = []
+    for invoice in company.entities("Invoice")[3 : 3 + count]:
+        response = company.api(
+            "POST",
+            "invoice?operation=delete",
+            json={"Id": invoice["Id"], "SyncToken": invoice["SyncToken"]},
+        )
+        assert response.status_code == 200, response.text
+        deleted.append(invoice["Id"])
+    return deleted
+
+
+def deleted_in_warehouse(company) -> set[str]:
+    with company.runtime.warehouse() as wh:
+        rows = wh.query(
+            f"SELECT id FROM qbo.invoices WHERE realm_id = '{company.realm_id}' "
+            "AND deleted_at IS NOT NULL"
+        )
+    return {row[0] for row in rows}
+
+
+def stats(company) -> dict:
+    return httpx.get(f"{company.emulator.base_url}/_emulator/stats").json()
+
+
+def test_deleted_invoices_are_marked_through_cdc(connect, warehouse_url):
+    company = connect(warehouse_url=warehouse_url, customers=60, invoices=150)
+    sync_both(company)
+    gone = delete_invoices(company, 4)
+    customer = company.entities("Customer")[7]
+    deactivated = company.api(
+        "POST",
+        "customer",
+        json={"Id": customer["Id"], "SyncToken": customer["SyncToken"], "sparse": True,
+              "Active": False},
+    )  # fmt: skip
+    assert deactivated.status_code == 200, deactivated.text
+
+    results = sync_both(company)
+
+    assert results["Invoice"].mode == "incremental"
+    assert results["Invoice"].deleted == 4
+    assert deleted_in_warehouse(company) == set(gone)
+    with company.runtime.warehouse() as wh:
+        assert_warehouse_equals(wh, company.realm_id, company.entities)
+        active = wh.query(f"SELECT active FROM qbo.customers WHERE id = '{customer['Id']}'")
+    assert active == [(False,)]
+    assert sync_both(company)["Invoice"].deleted == 0  # marked once
+
+
+def test_a_sync_older_than_cdc_reaches_falls_back_to_reconciliation(connect):
+    company = connect(customers=40, invoices=120)
+    sync_both(company)
+    gone = delete_invoices(company, 3)
+    httpx.post(
+        f"{company.emulator.base_url}/_emulator/clock", json={"advance_seconds": 31 * 86400}
+    ).raise_for_status()
+    before = stats(company)
+
+    results = sync_both(company)
+
+    assert results["Invoice"].mode == "full"
+    assert results["Invoice"].deleted == 3
+    assert deleted_in_warehouse(company) == set(gone)
+    with company.runtime.warehouse() as wh:
+        assert_warehouse_equals(wh, company.realm_id, company.entities)
+    assert stats(company) != before

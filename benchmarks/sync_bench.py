@@ -121,12 +121,12 @@ def measure(customers: int, invoices: int, latency_ms: int, incremental: bool) -
             stats = emulator.admin("GET", "stats")["realms"][full["realm"]]
             figures = full_figures(full, stats, customers, invoices, latency_ms)
             if incremental:
-                changed = (customers + invoices) // 100
-                emulator.admin(
+                mutated = emulator.admin(
                     "POST",
                     f"companies/{full['realm']}/mutate",
-                    json={"updates": changed},
+                    json={"updates": (customers + invoices) // 100},
                 )
+                changed = len({(u["entity"], u["id"]) for u in mutated["updated"]})
                 emulator.admin("POST", "stats/reset")
                 again = one_sync(env, connect=False)
                 stats = emulator.admin("GET", "stats")["realms"][again["realm"]]

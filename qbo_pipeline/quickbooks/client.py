@@ -8,7 +8,6 @@ errors of `faults`.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Protocol
 from urllib.parse import quote
 
 import httpx
+import orjson
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -256,7 +256,7 @@ class QuickBooksClient:
         if fault is not None:
             raise fault
         try:
-            document = json.loads(response.content)
+            document = orjson.loads(response.content)
         except ValueError:
             raise TruncatedResponse(
                 f"QuickBooks sent an incomplete response for {context}",

@@ -66,6 +66,10 @@ class EntitySyncResult:
     cursor: datetime | None
 
 
+def _stamp(row: dict) -> datetime:
+    return floor_second(parse_instant(row["MetaData"]["LastUpdatedTime"]))
+
+
 class _Fetcher:
     """Reads ranges on worker threads and hands pages to the writer through a bounded queue."""
 
@@ -109,13 +113,13 @@ class _Fetcher:
         while position < end and not self.stop.is_set():
             page = self.query(sync_filter(self.entity, position, end))
             full = len(page) >= self.page_size
-            stamps = [floor_second(parse_instant(r["MetaData"]["LastUpdatedTime"])) for r in page]
-            last = stamps[-1] if page else position
+            last = _stamp(page[-1]) if page else position
             end = ranges.advance(active, max(position, last), busy=full)
-            # Rows past a split made while this page was in flight belong to the new range.
-            mine = [row for row, stamp in zip(page, stamps, strict=True) if stamp < end]
-            if mine:
-                out.put(mine)
+            if last >= end:
+                # Rows past a split made while this page was in flight belong to the new range.
+                page = [row for row in page if _stamp(row) < end]
+            if page:
+                out.put(page)
             if not full or last >= end:
                 return
             if last <= position:
@@ -281,13 +285,13 @@ def _reconcile(
 def _pages(fetcher: _Fetcher, ranges: list[tuple[datetime, datetime]]) -> Iterator[list[dict]]:
     """Pages as they arrive from up to `max_in_flight` range readers.
 
-    The queue holds at most two pages per reader, so a slow warehouse slows the readers
+    The queue holds at most one page per reader, so a slow warehouse slows the readers
     instead of filling memory.
     """
     if not ranges:
         return
     workers = min(fetcher.client.limiter.limits.max_in_flight, 64)
-    out: queue.Queue = queue.Queue(maxsize=workers * 2)
+    out: queue.Queue = queue.Queue(maxsize=workers)
     work = RangeQueue(pending=list(ranges))
     threads = [
         threading.Thread(

@@ -144,6 +144,7 @@ class DuckDBWarehouse(SqlWarehouse):
             ) from error.last_attempt.exception()
         connection.execute("SET TimeZone = 'UTC'")
         connection.execute(f"SET memory_limit = '{self._memory_limit}'")
+        connection.execute("SET checkpoint_threshold = '1GB'")
         self._held_since = time.monotonic()
         return connection
 

@@ -117,6 +117,8 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 def fault_from_response(response: httpx.Response, *, context: str = "") -> QuickBooksFault | None:
     """The fault a response carries, or None when it is a success without a Fault."""
+    if response.status_code < 400 and not _may_hold_fault(response.content):
+        return None  # a page of data: not worth parsing twice
     errors, fault_type = _parse_fault_body(response)
     status = response.status_code
     if errors is None and status < 400:
@@ -167,6 +169,13 @@ def _retry_after(response: httpx.Response) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+def _may_hold_fault(body: bytes) -> bool:
+    """Faults open with their marker (XML, `{"Fault"`, or the gateway's `"fault"` after a
+    few null fields); a data page opens with its envelope."""
+    head = body[:256].lstrip()
+    return head.startswith(b"<") or b'"Fault"' in head or b'"fault"' in head
 
 
 def _parse_fault_body(response: httpx.Response) -> tuple[tuple[FaultDetail, ...] | None, str]:

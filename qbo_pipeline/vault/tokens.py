@@ -51,6 +51,9 @@ class TokenProvider:
         self.refresh_margin = refresh_margin
         self._realm_locks: dict[str, threading.Lock] = {}
         self._realm_locks_guard = threading.Lock()
+        # The last tokens read per realm: every API request asks for a token, and reading
+        # the store each time would cost a database round trip and a decryption.
+        self._cache: dict[str, DecryptedTokens] = {}
 
     def __repr__(self) -> str:
         return (
@@ -60,9 +63,13 @@ class TokenProvider:
 
     def access_token(self, realm_id: str) -> str:
         """An access token valid for at least `refresh_margin`; refreshes if needed."""
+        cached = self._cache.get(realm_id)
+        if cached is not None and self._fresh(cached):
+            return cached.access_token
         tokens = self.store.decrypt(realm_id)
         _raise_unless_active(tokens)
         if self._fresh(tokens):
+            self._cache[realm_id] = tokens
             return tokens.access_token
         return self._refresh(realm_id, done=self._fresh)
 
@@ -98,6 +105,7 @@ class TokenProvider:
         done: Callable[[DecryptedTokens], bool],
         refresh_token: str | None = None,
     ) -> str:
+        self._cache.pop(realm_id, None)
         with self._realm_lock(realm_id):
             failure: Exception | None = None
             with self.store.locked(realm_id) as locked:

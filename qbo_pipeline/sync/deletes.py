@@ -4,7 +4,9 @@ Transactions are hard-deleted in QBO and vanish from queries; only CDC reports t
 30 days back, 1000 objects per answer (oldest first). When the last sync is older than
 that, or CDC has more than it can page through, the engine reads the entity in full and
 reconciles: a stored row that was not read is deleted, unless QBO still returns it by Id
-(it was changed during the read and moved past the run's bound).
+(it was changed during the read and moved past the run's bound). When CDC could not page
+through a bulk change, counting first often spares that full read: if QBO holds as many
+rows as the warehouse has live ones, nothing else was deleted.
 """
 
 from __future__ import annotations
@@ -34,11 +36,11 @@ def cdc_reaches(since: datetime, now: datetime) -> bool:
 
 def deletions_from_cdc(
     client: QuickBooksClient, entity: Entity, since: datetime
-) -> list[Deletion] | None:
-    """Deleted (Id, instant) since `since`, or None when CDC cannot page through them.
+) -> tuple[list[Deletion], bool]:
+    """Deleted (Id, instant) since `since`, and whether CDC reported all of them.
 
     A full answer (1000 objects) is continued from its last LastUpdatedTime; a full answer
-    within one second cannot be continued, and the caller reconciles instead.
+    within one second (a bulk change) cannot be continued, and only part is known.
     """
     deletions: list[Deletion] = []
     position = since
@@ -47,16 +49,16 @@ def deletions_from_cdc(
         deletions.extend(answer.deleted(entity))
         objects = answer.changed.get(entity.name, [])
         if len(objects) < CDC_MAX_OBJECTS:
-            return deletions
+            return deletions, True
         last = max(parse_instant(o["MetaData"]["LastUpdatedTime"]) for o in objects)
         if last <= position:
-            log.warning(
-                "realm %s %s: over %d changes within one second; reconciling instead of CDC",
+            log.info(
+                "realm %s %s: over %d changes within one second; CDC cannot page further",
                 client.realm_id,
                 entity.name,
                 CDC_MAX_OBJECTS,
             )
-            return None
+            return deletions, False
         position = last
 
 

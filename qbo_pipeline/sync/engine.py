@@ -190,10 +190,11 @@ def sync_entity(
 
     deletions: list[Deletion] = []
     if transactions and seen is None and entity.cdc:
-        found = deletions_from_cdc(client, entity, since)
-        if found is None:  # more changes than CDC can page through: reconcile instead
-            return sync_entity(client, warehouse, entity, replace(options, full=True))
-        deletions = found
+        deletions, complete = deletions_from_cdc(client, entity, since)
+        if not complete and not _counts_agree(client, warehouse, entity, deletions, upper):
+            # A bulk change hid deletions from CDC: read everything and reconcile.
+            again = sync_entity(client, warehouse, entity, replace(options, full=True))
+            return replace(again, rows=again.rows + writer.rows, lines=again.lines + writer.lines)
     if seen is not None:
         deletions = _reconcile(client, warehouse, entity, seen, writer, at=upper)
 
@@ -262,6 +263,24 @@ class _BatchWriter:
         self.rows += result.rows_written
         self.lines += result.lines_written
         self._batch = []
+
+
+def _counts_agree(
+    client: QuickBooksClient,
+    warehouse: Warehouse,
+    entity: Entity,
+    deletions: list[Deletion],
+    upper: datetime,
+) -> bool:
+    """After applying the deletions CDC did report, does QBO hold as many rows (stamped
+    before the run's bound) as the warehouse has live ones? Then none is missing."""
+    warehouse.apply_deletions(entity, client.realm_id, deletions)
+    in_qbo = client.count(entity, sync_filter(entity, None, upper))
+    [(live,)] = warehouse.query(
+        f"SELECT count(*) FROM qbo.{entity.table} WHERE realm_id = $1 AND deleted_at IS NULL",
+        [client.realm_id],
+    )
+    return int(live) == in_qbo
 
 
 def _reconcile(

@@ -86,3 +86,38 @@ def test_a_sync_older_than_cdc_reaches_falls_back_to_reconciliation(connect):
     with company.runtime.warehouse() as wh:
         assert_warehouse_equals(wh, company.realm_id, company.entities)
     assert stats(company) != before
+
+
+def test_deletes_hidden_by_a_bulk_change_are_still_found(connect):
+    """CDC answers at most 1000 objects and cannot page within one second: a bulk update
+    of over 1000 invoices hides deletions made with it; counting reveals it."""
+    company = connect(customers=300, invoices=2500)
+    sync_both(company)
+    mutated = httpx.post(
+        f"{company.emulator.base_url}/_emulator/companies/{company.realm_id}/mutate",
+        json={"updates": 2300, "deletes": 4, "seed": 5},
+    ).json()
+    gone = {d["id"] for d in mutated["deleted"] if d["entity"] == "Invoice"}
+    assert len(gone) == 4
+
+    sync_both(company)
+
+    assert deleted_in_warehouse(company) == gone
+    with company.runtime.warehouse() as wh:
+        assert_warehouse_equals(wh, company.realm_id, company.entities)
+
+
+def test_a_bulk_change_without_deletes_costs_one_count_not_a_full_read(connect):
+    company = connect(customers=300, invoices=2500)
+    sync_both(company)
+    httpx.post(
+        f"{company.emulator.base_url}/_emulator/companies/{company.realm_id}/mutate",
+        json={"updates": 2300, "seed": 6},
+    ).raise_for_status()
+
+    result = sync_both(company)["Invoice"]
+
+    assert result.mode == "incremental"
+    assert result.fetched < 1500  # the changed invoices, not all 2,500 again
+    with company.runtime.warehouse() as wh:
+        assert_warehouse_equals(wh, company.realm_id, company.entities)

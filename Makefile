@@ -31,6 +31,8 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.cpu
+	$(BIN)/python -m benchmarks.sync_bench
 
 dev: $(STAMP)
 	DAGSTER_HOME=$(abspath .qbo/dagster) $(BIN)/dagster dev -w workspace.yaml

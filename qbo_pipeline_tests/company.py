@@ -15,8 +15,9 @@ import pytest
 from qbo_pipeline.demo import connect_through_oauth
 from qbo_pipeline.emulator.config import EmulatorConfig
 from qbo_pipeline.emulator.server import EmulatorServer
+from qbo_pipeline.quickbooks.client import QuickBooksClient
 from qbo_pipeline.settings import Settings
-from qbo_pipeline.sync.runtime import Runtime
+from qbo_pipeline.sync.runtime import RealmTokens, Runtime
 from qbo_pipeline.vault.crypto import generate_key
 
 CLIENT_ID = "test-app"
@@ -39,6 +40,17 @@ class Company:
 
     def summary(self) -> dict:
         return self.admin(f"companies/{self.realm_id}/summary")  # type: ignore[return-value]
+
+    def quick_client(self, **overrides) -> QuickBooksClient:
+        """An API client whose retries back off in milliseconds, so injected faults cost
+        a test seconds rather than minutes."""
+        settings = {"max_attempts": 4, "backoff_initial": 0.01, "backoff_max": 0.05}
+        return QuickBooksClient(
+            base_url=self.emulator.api_base_url,
+            realm_id=self.realm_id,
+            tokens=RealmTokens(self.runtime.tokens, self.realm_id),
+            **(settings | overrides),
+        )
 
     def api(self, method: str, path: str, **kwargs) -> httpx.Response:
         """Call the accounting API as another app would, with the connection's token."""

@@ -7,27 +7,13 @@ import httpx
 import pytest
 
 from qbo_pipeline.quickbooks.catalog import CUSTOMER, INVOICE
-from qbo_pipeline.quickbooks.client import QuickBooksClient
 from qbo_pipeline.quickbooks.limiter import Limits, RealmLimiter
 from qbo_pipeline.sync.engine import SyncOptions, sync_entity
-from qbo_pipeline.sync.runtime import RealmTokens
 from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals
 
 OPTIONS = SyncOptions(page_size=40, batch_rows=150)
-
-
-def patient_client(company, **kwargs) -> QuickBooksClient:
-    """Short timeouts and backoff so a high fault rate costs seconds, not minutes."""
-    return QuickBooksClient(
-        base_url=company.emulator.api_base_url,
-        realm_id=company.realm_id,
-        tokens=RealmTokens(company.runtime.tokens, company.realm_id),
-        timeout=1.0,
-        max_attempts=12,
-        backoff_initial=0.01,
-        backoff_max=0.2,
-        **kwargs,
-    )
+# Short timeouts and many quick retries: a 25% fault rate costs seconds, not minutes.
+PATIENT = {"timeout": 1.0, "max_attempts": 12, "backoff_max": 0.2}
 
 
 def realm_stats(company) -> dict:
@@ -43,7 +29,10 @@ def test_each_fault_at_a_high_rate_loses_nothing(connect, kind):
     httpx.post(
         f"{company.emulator.base_url}/_emulator/faults", json={"rates": {kind: 0.25}}
     ).raise_for_status()
-    with patient_client(company) as client, company.runtime.warehouse() as wh:
+    with (
+        company.quick_client(timeout=1.0, max_attempts=12, backoff_max=0.2) as client,
+        company.runtime.warehouse() as wh,
+    ):
         for entity in (CUSTOMER, INVOICE):
             sync_entity(client, wh, entity, OPTIONS)
         assert sum(realm_stats(company)["faults"].values()) > 3  # faults really happened
@@ -59,7 +48,12 @@ def test_the_client_never_breaks_the_limits_the_emulator_enforces(connect):
     ).raise_for_status()
     httpx.post(f"{company.emulator.base_url}/_emulator/stats/reset").raise_for_status()
     limiter = RealmLimiter(Limits(requests_per_window=40, window_seconds=60, max_in_flight=4))
-    with patient_client(company, limiter=limiter) as client, company.runtime.warehouse() as wh:
+    with (
+        company.quick_client(
+            timeout=1.0, max_attempts=12, backoff_max=0.2, limiter=limiter
+        ) as client,
+        company.runtime.warehouse() as wh,
+    ):
         for entity in (CUSTOMER, INVOICE):
             sync_entity(client, wh, entity, SyncOptions(page_size=100))
         stats = realm_stats(company)

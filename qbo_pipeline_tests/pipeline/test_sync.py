@@ -13,7 +13,6 @@ from qbo_pipeline.quickbooks.faults import (
     ValidationFault,
 )
 from qbo_pipeline.sync.engine import SyncOptions, sync_entity
-from qbo_pipeline.sync.runtime import RealmTokens
 from qbo_pipeline.vault.errors import UnknownRealm
 from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals, money
 
@@ -118,17 +117,6 @@ def test_expired_access_token_is_refreshed_and_the_rotated_token_kept(connect):
         assert_warehouse_equals(wh, company.realm_id, company.entities)
 
 
-def fault_client(company) -> QuickBooksClient:
-    return QuickBooksClient(
-        base_url=company.emulator.api_base_url,
-        realm_id=company.realm_id,
-        tokens=RealmTokens(company.runtime.tokens, company.realm_id),
-        max_attempts=4,
-        backoff_initial=0.01,
-        backoff_max=0.05,
-    )
-
-
 def inject(company, **fault) -> None:
     httpx.post(f"{company.emulator.base_url}/_emulator/faults", json=fault).raise_for_status()
 
@@ -137,7 +125,7 @@ def inject(company, **fault) -> None:
 def test_transient_emulator_faults_are_retried(connect, status, shape):
     company = connect(customers=40, invoices=60)
     inject(company, status=status, count=2, shape=shape)
-    with fault_client(company) as client, company.runtime.warehouse() as wh:
+    with company.quick_client() as client, company.runtime.warehouse() as wh:
         sync_entity(client, wh, INVOICE, PAGES)
         (count,) = wh.query("SELECT count(*) FROM qbo.invoices")[0]
     assert count == 60
@@ -148,7 +136,7 @@ def test_a_persistent_fault_fails_with_a_clear_error_and_loses_nothing(connect):
     sync_all(company)
     inject(company, status=503, count=50, shape="json")
     with (
-        fault_client(company) as client,
+        company.quick_client() as client,
         company.runtime.warehouse() as wh,
         pytest.raises(ServiceUnavailable, match="HTTP 503") as failure,
     ):

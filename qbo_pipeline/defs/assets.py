@@ -15,7 +15,7 @@ from qbo_pipeline.defs.resources import QuickBooksResource, WarehouseResource
 from qbo_pipeline.quickbooks.catalog import ENTITIES, Column, ColumnType, Entity
 from qbo_pipeline.quickbooks.faults import QuickBooksError, ValidationFault
 from qbo_pipeline.sync.engine import EntitySyncResult, SyncOptions, sync_entity
-from qbo_pipeline.vault.errors import ReauthorizationRequired
+from qbo_pipeline.vault.errors import VaultError
 from qbo_pipeline.warehouse.base import Warehouse
 
 GROUP = "quickbooks"
@@ -113,7 +113,7 @@ def _as_dagster_failure() -> Iterator[None]:
     """Errors a retry cannot fix fail the run at once; transient ones may be retried."""
     try:
         yield
-    except (ReauthorizationRequired, ValidationFault) as error:
+    except (VaultError, ValidationFault) as error:  # reconnect, key or realm problems
         raise dg.Failure(description=str(error), allow_retries=False) from None
     except QuickBooksError as error:
         raise dg.Failure(description=str(error)) from None

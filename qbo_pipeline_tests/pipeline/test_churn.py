@@ -12,6 +12,8 @@ import json
 import random
 import threading
 
+import httpx
+
 from qbo_pipeline.quickbooks.catalog import CUSTOMER, INVOICE
 from qbo_pipeline.sync.engine import SyncOptions, sync_entity
 from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals
@@ -113,3 +115,29 @@ def test_more_rows_in_one_second_than_a_page_holds(connect, tmp_path, fixtures_d
         result = sync_entity(client, wh, CUSTOMER, SyncOptions(page_size=10))
         assert result.rows == 57
         assert wh.count("customers", company.realm_id) == 57
+
+
+def test_emulator_churn_during_a_sync_then_one_incremental_run(connect):
+    """The emulator creates, updates, deactivates and deletes at its own pace while the
+    first sync reads; after one more run the warehouse equals the company, deletes too."""
+    company = connect(customers=400, invoices=900, latency_ms=150.0)
+    churn = f"{company.emulator.base_url}/_emulator/churn"
+    httpx.post(churn, json={"rate": 40}).raise_for_status()
+    options = SyncOptions(page_size=50, batch_rows=200)
+    with company.runtime.client(company.realm_id) as client, company.runtime.warehouse() as wh:
+        for entity in (CUSTOMER, INVOICE):
+            sync_entity(client, wh, entity, options)
+        httpx.delete(churn).raise_for_status()
+        changes = httpx.get(f"{company.emulator.base_url}/_emulator/stats").json()
+        assert changes["churn_changes"] > 20
+
+        for entity in (CUSTOMER, INVOICE):
+            sync_entity(client, wh, entity, options)
+        assert_warehouse_equals(wh, company.realm_id, company.entities)
+        deletions = f"{company.emulator.base_url}/_emulator/companies/{company.realm_id}/deletions"
+        deleted = {d["id"] for d in httpx.get(deletions).json() if d["entity"] == "Invoice"}
+        stored = {
+            row[0] for row in wh.query("SELECT id FROM qbo.invoices WHERE deleted_at IS NOT NULL")
+        }
+        assert deleted  # the churn did delete invoices
+        assert stored == deleted

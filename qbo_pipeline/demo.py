@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -49,7 +49,6 @@ class DemoReport:
     example: list[tuple]
     seconds: float
     warehouse: str
-    notes: list[str] = field(default_factory=list)
 
     @property
     def rows_loaded(self) -> int:

@@ -32,7 +32,6 @@ class Settings:
     environment: str = "sandbox"
     discovery_url: str = DISCOVERY_URLS["sandbox"]
     api_base_url: str = API_BASE_URLS["sandbox"]
-    token_keys: str | None = field(default=None, repr=False)
     database_url: str | None = None
     warehouse_url: str | None = None
     state_dir: Path = Path(".qbo")
@@ -61,7 +60,6 @@ class Settings:
             environment=environment,
             discovery_url=get("QUICKBOOKS_DISCOVERY_URL") or DISCOVERY_URLS[environment],
             api_base_url=(get("QUICKBOOKS_API_BASE_URL") or API_BASE_URLS[environment]).rstrip("/"),
-            token_keys=_token_keys(get),
             database_url=get("QBO_DATABASE_URL"),
             warehouse_url=get("QBO_WAREHOUSE_URL"),
             state_dir=Path(get("QBO_STATE_DIR") or ".qbo"),
@@ -107,11 +105,6 @@ class Settings:
     @property
     def default_warehouse_path(self) -> Path:
         return self.state_dir / "warehouse.duckdb"
-
-
-def _token_keys(get) -> str | None:
-    """QBO_TOKEN_KEYS (a key ring) wins over the one-key shorthand QBO_TOKEN_KEY."""
-    return get("QBO_TOKEN_KEYS") or get("QBO_TOKEN_KEY")
 
 
 def _whole_number(get, name: str, default: int) -> int:

@@ -39,7 +39,6 @@ from qbo_pipeline.quickbooks.timestamps import format_qbo, parse_instant
 log = logging.getLogger(__name__)
 
 MINOR_VERSION = 75
-MAX_PAGE_SIZE = 1000
 _LONG_QUERY = 1500  # longer statements go in a POST body rather than the URL
 
 
@@ -49,22 +48,6 @@ class TokenSource(Protocol):
     def access_token(self) -> str: ...
 
     def refresh_after_unauthorized(self, rejected: str) -> str: ...
-
-
-class StaticTokenSource:
-    """A fixed token, for scripts and tests that manage tokens themselves."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def __repr__(self) -> str:
-        return "StaticTokenSource(<hidden>)"
-
-    def access_token(self) -> str:
-        return self._token
-
-    def refresh_after_unauthorized(self, rejected: str) -> str:
-        return self._token
 
 
 class TruncatedResponse(QuickBooksError):
@@ -93,9 +76,6 @@ class ChangeSet:
             for row in self.changed.get(entity.name, [])
             if row.get("status") == "Deleted"
         ]
-
-    def size(self) -> int:
-        return sum(len(rows) for rows in self.changed.values())
 
 
 def _is_transient(error: BaseException) -> bool:

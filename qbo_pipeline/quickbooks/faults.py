@@ -112,9 +112,6 @@ class InvalidClient(OAuthError):
     """The client id or secret is wrong for this environment."""
 
 
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-
-
 def fault_from_response(response: httpx.Response, *, context: str = "") -> QuickBooksFault | None:
     """The fault a response carries, or None when it is a success without a Fault."""
     if response.status_code < 400 and not _may_hold_fault(response.content):

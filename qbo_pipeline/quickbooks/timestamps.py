@@ -8,7 +8,7 @@ here turns them into aware datetimes and back.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
@@ -46,10 +46,6 @@ def format_qbo(instant: datetime) -> str:
 def format_envelope(instant: datetime) -> str:
     """The envelope `time` form: Pacific time with milliseconds."""
     return instant.astimezone(PACIFIC).isoformat(timespec="milliseconds")
-
-
-def to_utc(instant: datetime) -> datetime:
-    return instant.astimezone(UTC)
 
 
 def parse_date(text: str) -> date:

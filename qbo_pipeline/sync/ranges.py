@@ -20,11 +20,6 @@ def floor_second(instant: datetime) -> datetime:
     return instant.replace(microsecond=0)
 
 
-def ceil_second(instant: datetime) -> datetime:
-    floored = floor_second(instant)
-    return floored if floored == instant else floored + SECOND
-
-
 def midpoint(start: datetime, end: datetime) -> datetime | None:
     """A whole second strictly inside (start, end), or None when the range is too narrow."""
     whole_seconds = int((end - start).total_seconds())
@@ -65,7 +60,6 @@ class RangeQueue:
     pending: list[tuple[datetime, datetime]]
     _active: list[ActiveRange] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    splits: int = 0
 
     def take(self) -> ActiveRange | None:
         with self._lock:
@@ -78,7 +72,6 @@ class RangeQueue:
             if widest is None or cut is None:
                 return None
             end, widest.end = widest.end, cut
-            self.splits += 1
             return self._activate(cut, end)
 
     def advance(self, active: ActiveRange, position: datetime, *, busy: bool) -> datetime:

@@ -189,18 +189,28 @@ def sync_entity(
     writer.flush()
 
     deletions: list[Deletion] = []
+    marked = 0  # deletions already applied before the cursor's transaction
     if transactions and seen is None and entity.cdc:
         deletions, complete = deletions_from_cdc(client, entity, since)
-        if not complete and not _counts_agree(client, warehouse, entity, deletions, upper):
-            # A bulk change hid deletions from CDC: read everything and reconcile.
-            again = sync_entity(client, warehouse, entity, replace(options, full=True))
-            return replace(again, rows=again.rows + writer.rows, lines=again.lines + writer.lines)
+        if not complete:
+            # A bulk change may hide deletions from CDC: apply what it did report, then
+            # count; only a difference costs a full read and reconciliation.
+            marked = warehouse.apply_deletions(entity, realm_id, deletions)
+            deletions = []
+            if not _counts_agree(client, warehouse, entity, upper):
+                again = sync_entity(client, warehouse, entity, replace(options, full=True))
+                return replace(
+                    again,
+                    rows=again.rows + writer.rows,
+                    lines=again.lines + writer.lines,
+                    deleted=again.deleted + marked,
+                )
     if seen is not None:
         deletions = _reconcile(client, warehouse, entity, seen, writer, at=upper)
 
     cursor = max(upper, previous) if previous else upper
     if transactions:
-        deleted = warehouse.apply_deletions(entity, realm_id, deletions, cursor=cursor)
+        deleted = marked + warehouse.apply_deletions(entity, realm_id, deletions, cursor=cursor)
     else:  # name-lists are never hard-deleted: deactivations arrive as updates
         deleted = 0
         warehouse.upsert(entity, realm_id, [], cursor=cursor)
@@ -266,15 +276,10 @@ class _BatchWriter:
 
 
 def _counts_agree(
-    client: QuickBooksClient,
-    warehouse: Warehouse,
-    entity: Entity,
-    deletions: list[Deletion],
-    upper: datetime,
+    client: QuickBooksClient, warehouse: Warehouse, entity: Entity, upper: datetime
 ) -> bool:
-    """After applying the deletions CDC did report, does QBO hold as many rows (stamped
-    before the run's bound) as the warehouse has live ones? Then none is missing."""
-    warehouse.apply_deletions(entity, client.realm_id, deletions)
+    """Does QBO hold as many rows (stamped before the run's bound) as the warehouse has
+    live ones? Then no deletion is missing."""
     in_qbo = client.count(entity, sync_filter(entity, None, upper))
     [(live,)] = warehouse.query(
         f"SELECT count(*) FROM qbo.{entity.table} WHERE realm_id = $1 AND deleted_at IS NULL",

@@ -100,8 +100,9 @@ def test_deletes_hidden_by_a_bulk_change_are_still_found(connect):
     gone = {d["id"] for d in mutated["deleted"] if d["entity"] == "Invoice"}
     assert len(gone) == 4
 
-    sync_both(company)
+    result = sync_both(company)["Invoice"]
 
+    assert result.deleted == 4
     assert deleted_in_warehouse(company) == gone
     with company.runtime.warehouse() as wh:
         assert_warehouse_equals(wh, company.realm_id, company.entities)

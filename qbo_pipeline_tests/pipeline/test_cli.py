@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,13 +11,12 @@ import pytest
 from qbo_pipeline.quickbooks.oauth import OAuthClient
 from qbo_pipeline.settings import Settings
 from qbo_pipeline.sync.runtime import Runtime
+from qbo_pipeline_tests.command import CLI, clean_env
 from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals
-
-CLI = str(Path(sys.executable).parent / "qbo-pipeline")
 
 
 def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("QBO_", "QUICKBOOKS_"))}
+    base = clean_env()
     return subprocess.run(
         [CLI, *args], env={**base, **env}, cwd=cwd, capture_output=True, text=True, timeout=180
     )

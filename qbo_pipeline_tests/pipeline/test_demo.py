@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -13,14 +11,14 @@ import pytest
 from qbo_pipeline.emulator.config import EmulatorConfig
 from qbo_pipeline.emulator.server import EmulatorServer
 from qbo_pipeline.warehouse.url import connect_warehouse
+from qbo_pipeline_tests.command import CLI, clean_env
 from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals, money
 
-CLI = str(Path(sys.executable).parent / "qbo-pipeline")
 SIZE = {"customers": 400, "invoices": 900}
 
 
 def run_demo(cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("QBO_", "QUICKBOOKS_"))}
+    env = clean_env()
     env.pop("DAGSTER_HOME", None)
     return subprocess.run(
         [CLI, "demo", "--customers", str(SIZE["customers"]), "--invoices", str(SIZE["invoices"])],
@@ -75,7 +73,7 @@ def test_demo_loads_exactly_the_emulator_company_and_is_idempotent(tmp_path):
     assert f"{SIZE['customers']:>8,} rows" in first.stdout
 
     # Later commands on the embedded defaults read the demo's key from .qbo/token.key.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("QBO_", "QUICKBOOKS_"))}
+    env = clean_env()
     other = subprocess.run(
         [CLI, "sync", "--realm", "42"], cwd=tmp_path, env=env, capture_output=True, text=True
     )

@@ -3,10 +3,8 @@ run completes it."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,13 +12,12 @@ import pytest
 
 from qbo_pipeline.settings import Settings
 from qbo_pipeline.sync.runtime import Runtime
+from qbo_pipeline_tests.command import CLI, clean_env
 from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals
-
-CLI = str(Path(sys.executable).parent / "qbo-pipeline")
 
 
 def start_sync(env: dict[str, str], cwd: Path) -> subprocess.Popen:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("QBO_", "QUICKBOOKS_"))}
+    base = clean_env()
     return subprocess.Popen(
         [CLI, "sync"],
         env={**base, **env},

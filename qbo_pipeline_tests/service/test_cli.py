@@ -4,10 +4,7 @@ with an environment pointing at the emulator, which runs in this test process.""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,15 +12,14 @@ import pytest
 from qbo_pipeline.settings import Settings
 from qbo_pipeline.sync.runtime import Runtime
 from qbo_pipeline.vault.crypto import generate_key
+from qbo_pipeline_tests.command import CLI, clean_env
 from qbo_pipeline_tests.service.conftest import PREFIX, Stack, follow_to_callback
-
-CLI = str(Path(sys.executable).parent / "qbo-pipeline")
 
 pytestmark = pytest.mark.slow
 
 
 def run(stack: Stack, *args: str, **env: str) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("QBO_", "QUICKBOOKS_"))}
+    base = clean_env()
     completed = subprocess.run(
         [CLI, *args],
         env={**base, **stack.env, **env},
@@ -141,7 +137,7 @@ def test_errors_are_one_line_on_stderr_with_exit_2(stack, args, env, expected):
 
 
 def test_serve_runs_the_service_behind_the_admin_token(stack):
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("QBO_", "QUICKBOOKS_"))}
+    base = clean_env()
     process = subprocess.Popen(
         [CLI, "serve", "--host", "127.0.0.1", "--port", "0"],
         env={**base, **stack.env},

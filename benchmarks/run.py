@@ -45,9 +45,11 @@ class Figure:
 
     def line(self) -> str:
         verdict = "ok" if self.ok else "OVER LIMIT"
+        # Ratios and other small figures need their second decimal.
+        value, limit = (".2f", ".2f") if abs(self.limit) < 10 else (",.1f", ",.0f")
         return (
-            f"{self.name:<72} {self.value:>10,.1f} {self.unit:<7} "
-            f"{self.kind} {self.limit:>10,.0f}  ratio {self.ratio:5.2f}  {verdict}"
+            f"{self.name:<72} {self.value:>10{value}} {self.unit:<7} "
+            f"{self.kind} {self.limit:>10{limit}}  ratio {self.ratio:5.2f}  {verdict}"
         )
 
 

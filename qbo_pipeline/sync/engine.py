@@ -20,6 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -34,7 +35,7 @@ from qbo_pipeline.sync.deletes import (
     deletions_from_cdc,
 )
 from qbo_pipeline.sync.ranges import SECOND, RangeQueue, even_split, floor_second
-from qbo_pipeline.warehouse.base import Warehouse
+from qbo_pipeline.warehouse import PreparedBatch, Warehouse, encode_batch
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,35 @@ class EntitySyncResult:
 
 def _stamp(row: dict) -> datetime:
     return floor_second(parse_instant(row["MetaData"]["LastUpdatedTime"]))
+
+
+def _version(row: dict) -> tuple[object, object]:
+    return row.get("Id"), row.get("SyncToken")
+
+
+def _last_second(page: list[dict], second: datetime) -> Iterator[dict]:
+    """The rows at the end of a page (ordered by stamp) stamped `second`."""
+    for row in reversed(page):
+        if _stamp(row) != second:
+            return
+        yield row
+
+
+@dataclass(frozen=True)
+class _Page:
+    """A page as the writer needs it: each record's Id and JSON text.
+
+    Encoding on the reader's thread frees the parsed dictionaries (several times the
+    size of their text) before the page waits in the queue.
+    """
+
+    ids: list[str]
+    texts: list[str]
+
+    @classmethod
+    def of(cls, entity: Entity, rows: list[dict]) -> _Page:
+        texts = encode_batch(entity, rows)  # checks every record has an Id
+        return cls([row["Id"] for row in rows], texts)
 
 
 class _Fetcher:
@@ -110,34 +140,46 @@ class _Fetcher:
 
     def _read_range(self, ranges: RangeQueue, active, out: queue.Queue) -> None:
         position, end = active.position, active.end
+        # Each page starts at the second the last one ended in, so it repeats that second's
+        # rows: these versions were sent already and are dropped here, not written twice.
+        sent: set[tuple[object, object]] = set()
         while position < end and not self.stop.is_set():
-            page = self.query(sync_filter(self.entity, position, end))
-            full = len(page) >= self.page_size
-            last = _stamp(page[-1]) if page else position
+            rows = self.query(sync_filter(self.entity, position, end))
+            full = len(rows) >= self.page_size
+            last = _stamp(rows[-1]) if rows else position
             end = ranges.advance(active, max(position, last), busy=full)
             if last >= end:
                 # Rows past a split made while this page was in flight belong to the new range.
-                page = [row for row in page if _stamp(row) < end]
-            if page:
+                rows = [row for row in rows if _stamp(row) < end]
+            new = [row for row in rows if _version(row) not in sent] if sent else rows
+            page = _Page.of(self.entity, new)
+            sent = {_version(row) for row in _last_second(rows, last)}
+            # The parsed rows go before the wait for the queue: they are ~5x their text.
+            del rows, new
+            if page.ids:
                 out.put(page)
             if not full or last >= end:
                 return
             if last <= position:
                 # A whole page within one second: read that second by offset, then move on.
-                self._read_second(position, out)
-                last = position + SECOND
+                self._read_second(position, out, sent)
+                last, sent = position + SECOND, set()
             position = last
 
-    def _read_second(self, second: datetime, out: queue.Queue) -> None:
+    def _read_second(self, second: datetime, out: queue.Queue, sent: set) -> None:
         """Offset paging is safe here: only rows stamped this exact second are listed, and
-        a row changed now gets a later stamp, which a later run reads."""
+        a row changed now gets a later stamp, which a later run reads. The first page
+        repeats rows already `sent` (of this second), which are dropped."""
         where = sync_filter(self.entity, None, at=second)
         start = 1
         while True:
-            page = self.query(where, start_position=start)
-            if page:
+            rows = self.query(where, start_position=start)
+            full = len(rows) >= self.page_size
+            page = _Page.of(self.entity, [row for row in rows if _version(row) not in sent])
+            del rows
+            if page.ids:
                 out.put(page)
-            if len(page) < self.page_size:
+            if not full:
                 return
             start += self.page_size
 
@@ -182,31 +224,36 @@ def sync_entity(
     )
 
     writer = _BatchWriter(warehouse, entity, realm_id, options.batch_rows, on_batch)
-    for page in _pages(fetcher, ranges):
-        writer.add(page)
-        if seen is not None:
-            seen.update(row["Id"] for row in page)
-    writer.flush()
+    with ThreadPoolExecutor(1, thread_name_prefix="qbo-cdc") as background, writer:
+        cdc: Future[tuple[list[Deletion], bool]] | None = None
+        if transactions and seen is None and entity.cdc and since is not None:
+            # Deletions do not depend on the pages: ask CDC while they are read.
+            cdc = background.submit(deletions_from_cdc, client, entity, since)
+        for page in _pages(fetcher, ranges):
+            writer.add(page)
+            if seen is not None:
+                seen.update(page.ids)
+        writer.flush()
 
-    deletions: list[Deletion] = []
-    marked = 0  # deletions already applied before the cursor's transaction
-    if transactions and seen is None and entity.cdc:
-        deletions, complete = deletions_from_cdc(client, entity, since)
-        if not complete:
-            # A bulk change may hide deletions from CDC: apply what it did report, then
-            # count; only a difference costs a full read and reconciliation.
-            marked = warehouse.apply_deletions(entity, realm_id, deletions)
-            deletions = []
-            if not _counts_agree(client, warehouse, entity, upper):
-                again = sync_entity(client, warehouse, entity, replace(options, full=True))
-                return replace(
-                    again,
-                    rows=again.rows + writer.rows,
-                    lines=again.lines + writer.lines,
-                    deleted=again.deleted + marked,
-                )
-    if seen is not None:
-        deletions = _reconcile(client, warehouse, entity, seen, writer, at=upper)
+        deletions: list[Deletion] = []
+        marked = 0  # deletions already applied before the cursor's transaction
+        if cdc is not None:
+            deletions, complete = cdc.result()
+            if not complete:
+                # A bulk change may hide deletions from CDC: apply what it did report, then
+                # count; only a difference costs a full read and reconciliation.
+                marked = warehouse.apply_deletions(entity, realm_id, deletions)
+                deletions = []
+                if not _counts_agree(client, warehouse, entity, upper):
+                    again = sync_entity(client, warehouse, entity, replace(options, full=True))
+                    return replace(
+                        again,
+                        rows=again.rows + writer.rows,
+                        lines=again.lines + writer.lines,
+                        deleted=again.deleted + marked,
+                    )
+        if seen is not None:
+            deletions = _reconcile(client, warehouse, entity, seen, writer, at=upper)
 
     cursor = max(upper, previous) if previous else upper
     if transactions:
@@ -242,7 +289,12 @@ def sync_entity(
 
 
 class _BatchWriter:
-    """Collects pages into batches of `batch_rows` and upserts each as it fills."""
+    """Collects pages into batches of `batch_rows` and writes each as it fills.
+
+    A full batch is prepared (encoded, and typed where the warehouse can) on a helper
+    thread while the caller's thread writes the batch before it, so the warehouse's two
+    halves of the work overlap. At most one batch is being prepared and one written.
+    """
 
     def __init__(
         self,
@@ -256,23 +308,51 @@ class _BatchWriter:
         self.batch_rows = batch_rows
         self.on_batch = on_batch
         self.rows = self.lines = self.fetched = 0
-        self._batch: list[dict] = []
+        self._batch: list[str] = []  # JSON texts
+        self._preparer = ThreadPoolExecutor(1, thread_name_prefix=f"qbo-prepare-{entity.name}")
+        self._pending: Future[PreparedBatch] | None = None
 
-    def add(self, page: list[dict]) -> None:
-        self.fetched += len(page)
-        self._batch.extend(page)
+    def add(self, page: _Page) -> None:
+        self.fetched += len(page.texts)
+        self._batch.extend(page.texts)
         if len(self._batch) >= self.batch_rows:
-            self.flush()
-            if self.on_batch:
-                self.on_batch(self.rows, self.lines)
+            self._hand_over()
 
     def flush(self) -> None:
+        """Write everything added so far."""
+        self._hand_over()
+        self._write_pending()
+
+    def __enter__(self) -> _BatchWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the helper thread; a batch still being prepared is dropped unwritten."""
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        self._preparer.shutdown(wait=True)
+
+    def _hand_over(self) -> None:
         if not self._batch:
             return
-        result = self.warehouse.upsert(self.entity, self.realm_id, self._batch)
+        batch, self._batch = self._batch, []
+        prepared = self._preparer.submit(self.warehouse.prepare, self.entity, batch)
+        self._write_pending()
+        self._pending = prepared
+
+    def _write_pending(self) -> None:
+        if self._pending is None:
+            return
+        pending, self._pending = self._pending, None
+        result = self.warehouse.upsert(self.entity, self.realm_id, pending.result())
         self.rows += result.rows_written
         self.lines += result.lines_written
-        self._batch = []
+        if self.on_batch:
+            self.on_batch(self.rows, self.lines)
 
 
 def _counts_agree(
@@ -299,14 +379,15 @@ def _reconcile(
 ) -> list[Deletion]:
     """Stored rows the full read did not return: deleted, unless QBO still has them."""
     missing = set(warehouse.unseen_ids(entity, client.realm_id, seen))
-    for page in confirm_missing(client, entity, missing):
+    for rows in confirm_missing(client, entity, missing):
+        page = _Page.of(entity, rows)
         writer.add(page)
-        missing.difference_update(row["Id"] for row in page)
+        missing.difference_update(page.ids)
     writer.flush()
     return [(entity_id, at) for entity_id in sorted(missing)]
 
 
-def _pages(fetcher: _Fetcher, ranges: list[tuple[datetime, datetime]]) -> Iterator[list[dict]]:
+def _pages(fetcher: _Fetcher, ranges: list[tuple[datetime, datetime]]) -> Iterator[_Page]:
     """Pages as they arrive from up to `max_in_flight` range readers.
 
     The queue holds at most one page per reader, so a slow warehouse slows the readers

@@ -3,13 +3,16 @@
 Imports no Dagster and no HTTP; the sync engine hands it raw entities and a cursor.
 """
 
-from qbo_pipeline.warehouse.base import UpsertResult, Warehouse, WarehouseError
+from qbo_pipeline.warehouse.base import PreparedBatch, UpsertResult, Warehouse, WarehouseError
+from qbo_pipeline.warehouse.normalise import encode_batch
 from qbo_pipeline.warehouse.url import connect_warehouse, mask_url
 
 __all__ = [
+    "PreparedBatch",
     "UpsertResult",
     "Warehouse",
     "WarehouseError",
     "connect_warehouse",
+    "encode_batch",
     "mask_url",
 ]

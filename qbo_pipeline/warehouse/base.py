@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from qbo_pipeline.quickbooks.catalog import ENTITIES, Entity
 from qbo_pipeline.warehouse import schema
@@ -23,6 +23,17 @@ from qbo_pipeline.warehouse.schema import DELETIONS, SEEN, Dialect, Table
 
 class WarehouseError(RuntimeError):
     """The warehouse could not be reached or written; the message never holds a password."""
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """Records made ready to write without the warehouse: encoded and, where the backend
+    can, already typed. Preparing takes no connection or lock, so a sync prepares the next
+    batch on another thread while the warehouse writes this one."""
+
+    entity: Entity
+    texts: list[str]  # each record as JSON text, in the order received
+    typed: Any = None  # the backend's typed form of the batch, if it types before writing
 
 
 @dataclass(frozen=True)
@@ -42,11 +53,15 @@ class Warehouse(Protocol):
 
     def ensure_schema(self) -> None: ...
 
+    def prepare(self, entity: Entity, texts: Sequence[str]) -> PreparedBatch:
+        """Make records encoded by `encode_batch` ready to write; see PreparedBatch."""
+        ...
+
     def upsert(
         self,
         entity: Entity,
         realm_id: str,
-        raws: Sequence[dict],
+        raws: Sequence[dict] | PreparedBatch,
         *,
         cursor: datetime | None = None,
     ) -> UpsertResult: ...
@@ -149,11 +164,31 @@ class SqlWarehouse(ABC):
     # Errors a backend raises when a staged value does not fit its column's type.
     _data_errors: tuple[type[Exception], ...] = ()
 
+    def prepare(self, entity: Entity, texts: Sequence[str]) -> PreparedBatch:
+        """Nothing to do ahead: the database types the records in the write's transaction."""
+        return PreparedBatch(entity, list(texts))
+
+    def _load_batch(self, session: Session, batch: PreparedBatch) -> None:
+        """Make BATCH hold the batch's typed records (normalise.batch_select) in `session`."""
+        session.stage(STAGE, {SEQ: "BIGINT", "raw": "TEXT"}, enumerate(batch.texts))
+        session.run(schema.create_batch(batch.entity, self.dialect))
+
+    def _write_rows(
+        self, session: Session, table: Table, realm_id: str
+    ) -> tuple[list[str], list[str]]:
+        """Write BATCH into `table` where it supersedes what is stored.
+
+        Returns the ids written, and those of them that were stored before (whose old
+        lines must go); a backend that cannot tell the two apart returns the ids twice.
+        """
+        written = [row[0] for row in session.run(schema.upsert_rows(table), [realm_id])]
+        return written, written
+
     def upsert(
         self,
         entity: Entity,
         realm_id: str,
-        raws: Sequence[dict],
+        raws: Sequence[dict] | PreparedBatch,
         *,
         cursor: datetime | None = None,
     ) -> UpsertResult:
@@ -163,36 +198,49 @@ class SqlWarehouse(ABC):
         whole transaction, and the error then names the entity, field and value.
         """
         _check_aware(cursor, entity.name)
-        texts = encode_batch(entity, raws)
+        if isinstance(raws, PreparedBatch):
+            batch = raws
+        else:
+            batch = self.prepare(entity, encode_batch(entity, raws))
+        if batch.entity.name != entity.name:
+            raise ValueError(f"a batch prepared for {batch.entity.name} cannot load {entity.name}")
         self._ready()
         try:
             with self._session(more_to_come=True) as session:
                 written: list[str] = []
-                if texts:
-                    session.stage(STAGE, {SEQ: "BIGINT", "raw": "TEXT"}, enumerate(texts))
-                    session.run(schema.create_batch(entity, self.dialect))
-                    upsert = schema.upsert_rows(schema.entity_table(entity))
-                    written = [row[0] for row in session.run(upsert, [realm_id])]
+                replaced: list[str] = []
+                if batch.texts:
+                    self._load_batch(session, batch)
+                    table = schema.entity_table(entity)
+                    written, replaced = self._write_rows(session, table, realm_id)
                 lines_written = 0
                 if entity.lines is not None and written:
-                    lines_written = self._replace_lines(session, entity, realm_id, written)
+                    lines_written = self._replace_lines(
+                        session, entity, realm_id, written, replaced
+                    )
                 self._advance(session, realm_id, entity, cursor)
         except self._data_errors as error:
-            described = describe_bad_value(entity, texts)
+            described = describe_bad_value(entity, batch.texts)
             if described is None:
                 raise
             raise ValueError(described) from error
         return UpsertResult(rows_written=len(written), lines_written=lines_written)
 
     def _replace_lines(
-        self, session: Session, entity: Entity, realm_id: str, written: list[str]
+        self,
+        session: Session,
+        entity: Entity,
+        realm_id: str,
+        written: list[str],
+        replaced: list[str],
     ) -> int:
         """Lines follow their parent: a parent that was not rewritten keeps its lines."""
         assert entity.lines is not None
         table = schema.line_table(entity)
         assert table is not None
-        parent_key = entity.lines.parent_key
-        session.run(schema.delete_lines(table, parent_key, self.dialect), [realm_id, written])
+        if replaced:
+            delete = schema.delete_lines(table, entity.lines.parent_key, self.dialect)
+            session.run(delete, [realm_id, replaced])
         return session.count(schema.insert_lines(entity, table, self.dialect), [realm_id, written])
 
     def _advance(

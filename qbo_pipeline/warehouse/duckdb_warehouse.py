@@ -2,22 +2,27 @@
 
 DuckDB lets one process at a time open a file for writing. Retrying the open while another
 process holds it lets two Dagster runs in two processes write the same warehouse in turns.
-Closing the file checkpoints it, which cost more than the batch itself (~50 µs an invoice),
+Closing the file checkpoints it, which costs more than the batch itself (~50 µs an invoice),
 so a connection lingers for a moment after a transaction for the next batch of the same
-sync, and is let go once idle or after holding the file for a few seconds.
+sync, and is let go once idle, or after a few seconds when another process has asked for
+the file. A process asks by touching `<file>.wanted` while it waits: without that, a long
+sync would checkpoint every few seconds for nobody (a tenth of a full sync's time).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 from tenacity import (
     RetryError,
     Retrying,
@@ -27,14 +32,32 @@ from tenacity import (
 )
 
 from qbo_pipeline.quickbooks.catalog import ENTITIES, Entity
-from qbo_pipeline.warehouse.base import SqlWarehouse, WarehouseError
-from qbo_pipeline.warehouse.schema import Dialect, quote
+from qbo_pipeline.warehouse import schema
+from qbo_pipeline.warehouse.base import PreparedBatch, Session, SqlWarehouse, WarehouseError
+from qbo_pipeline.warehouse.normalise import (
+    BATCH,
+    BATCH_LINES,
+    LINES,
+    SEQ,
+    STAGE,
+    describe_bad_value,
+    lines_select,
+)
+from qbo_pipeline.warehouse.schema import Dialect, Table, quote
+
+
+@dataclass(frozen=True)
+class _Typed:
+    rows: pa.Table  # BATCH without its lines
+    lines: pa.Table | None  # every line of BATCH (normalise.lines_select), for line entities
+
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 DEFAULT_LINGER = 0.5  # seconds a connection waits for the next transaction
-DEFAULT_MAX_HOLD = 5.0  # seconds after which the file is let go between transactions
+DEFAULT_MAX_HOLD = 5.0  # seconds after which the file is let go when another process asks
+DEFAULT_MAX_HOLD_UNASKED = 60.0  # ...and when nobody asked (a reader that cannot ask)
 # DuckDB's default is 80% of RAM; a bounded buffer pool keeps a long sync's memory flat.
-DEFAULT_MEMORY_LIMIT = "256MB"
+DEFAULT_MEMORY_LIMIT = "160MB"
 # Staged rows go in through DataFrames of this many rows, so staging 200,000 ids for a
 # unseen_ids holds one chunk of staged ids in pandas at a time.
 _STAGE_CHUNK = 50_000
@@ -62,6 +85,12 @@ def is_lock_conflict(error: BaseException) -> bool:
 class _DuckSession:
     def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
         self._connection = connection
+        self._shown: list[str] = []
+
+    def show(self, name: str, table: pa.Table) -> None:
+        """Make an Arrow table readable as `name` until the transaction ends (no copy)."""
+        self._connection.register(name, table)
+        self._shown.append(name)
 
     def run(self, sql: str, params: Sequence = ()) -> list[tuple]:
         result = self._connection.execute(sql, list(params) if params else None)
@@ -95,6 +124,8 @@ class _DuckSession:
 
     def drop_temporary(self) -> None:
         """Temporary tables live as long as the connection, which outlives the transaction."""
+        while self._shown:
+            self._connection.unregister(self._shown.pop())
         found = self._connection.execute(
             "SELECT table_name FROM duckdb_tables() WHERE temporary"
         ).fetchall()
@@ -106,6 +137,74 @@ class DuckDBWarehouse(SqlWarehouse):
     dialect = Dialect.DUCKDB
     _data_errors = (duckdb.ConversionException,)
 
+    def prepare(self, entity: Entity, texts: Sequence[str]) -> PreparedBatch:
+        """Encode and type the records in a private in-memory database, off the file.
+
+        Typing is half of a write's work; done here, on the caller's thread, it runs while
+        the warehouse writes the previous batch. The result is Arrow tables, which the
+        write reads without copying.
+        """
+        batch = super().prepare(entity, texts)
+        if not batch.texts:
+            return batch
+        with self._typer() as connection:
+            session = _DuckSession(connection)
+            try:
+                session.stage(STAGE, {SEQ: "BIGINT", "raw": "TEXT"}, enumerate(batch.texts))
+                connection.execute(schema.create_batch(entity, self.dialect))
+                if entity.lines is None:
+                    rows, lines = connection.sql(f"SELECT * FROM {BATCH}"), None
+                else:
+                    rows = connection.sql(f"SELECT * EXCLUDE ({LINES}) FROM {BATCH}")
+                    lines = connection.sql(lines_select(entity, self.dialect)).to_arrow_table()
+                typed = _Typed(rows.to_arrow_table(), lines)
+            except self._data_errors as error:
+                described = describe_bad_value(entity, batch.texts)
+                if described is None:
+                    raise
+                raise ValueError(described) from error
+            finally:
+                session.drop_temporary()
+        return replace(batch, typed=typed)
+
+    @contextmanager
+    def _typer(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An in-memory connection of this warehouse's settings, reused across batches."""
+        with self._typers_lock:
+            connection = self._typers.pop() if self._typers else None
+        if connection is None:
+            connection = duckdb.connect()
+            connection.execute("SET TimeZone = 'UTC'")
+            connection.execute(f"SET memory_limit = '{self._memory_limit}'")
+        yield connection
+        with self._typers_lock:
+            self._typers.append(connection)
+
+    def _load_batch(self, session: Session, batch: PreparedBatch) -> None:
+        if not isinstance(batch.typed, _Typed):  # not prepared here: type it in the session
+            super()._load_batch(session, batch)
+            if batch.entity.lines is not None:
+                lines = lines_select(batch.entity, self.dialect)
+                session.run(schema.temp_table_as(BATCH_LINES, lines, self.dialect))
+            return
+        assert isinstance(session, _DuckSession)
+        session.show(BATCH, batch.typed.rows)
+        if batch.typed.lines is not None:
+            session.show(BATCH_LINES, batch.typed.lines)
+
+    def _write_rows(
+        self, session: Session, table: Table, realm_id: str
+    ) -> tuple[list[str], list[str]]:
+        """See schema.stored_ids: a single writer's cheaper equivalent of ON CONFLICT."""
+        stored = [row[0] for row in session.run(schema.stored_ids(table), [realm_id])]
+        updated: list[str] = []
+        if stored:
+            update = schema.update_stored_rows(table)
+            updated = [row[0] for row in session.run(update, [realm_id, stored])]
+        insert = schema.insert_new_rows(table)
+        inserted = [row[0] for row in session.run(insert, [realm_id, stored])]
+        return updated + inserted, updated
+
     def __init__(
         self,
         path: Path | str,
@@ -114,6 +213,7 @@ class DuckDBWarehouse(SqlWarehouse):
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         linger: float = DEFAULT_LINGER,
         max_hold: float = DEFAULT_MAX_HOLD,
+        max_hold_unasked: float = DEFAULT_MAX_HOLD_UNASKED,
         memory_limit: str = DEFAULT_MEMORY_LIMIT,
     ) -> None:
         super().__init__(entities)
@@ -123,17 +223,22 @@ class DuckDBWarehouse(SqlWarehouse):
         self._lock_timeout = lock_timeout
         self._linger = linger
         self._max_hold = max_hold
+        self._max_hold_unasked = max_hold_unasked
+        self._wanted = self.path.with_name(self.path.name + ".wanted")
         self._memory_limit = memory_limit
         self._lock = _lock_for(self.path)
         self._held: duckdb.DuckDBPyConnection | None = None
-        self._held_since = 0.0
+        self._held_since = 0.0  # time.time(), comparable with the marker's mtime
         self._release: threading.Timer | None = None
+        self._typers: list[duckdb.DuckDBPyConnection] = []
+        self._typers_lock = threading.Lock()
 
     def _open(self) -> duckdb.DuckDBPyConnection:
         retrying = Retrying(
             retry=retry_if_exception(is_lock_conflict),
             stop=stop_after_delay(self._lock_timeout),
             wait=wait_exponential_jitter(multiplier=0.01, max=0.5, jitter=0.05),
+            before_sleep=lambda _: self._ask_for_file(),
         )
         try:
             connection = retrying(duckdb.connect, str(self.path))
@@ -145,8 +250,19 @@ class DuckDBWarehouse(SqlWarehouse):
         connection.execute("SET TimeZone = 'UTC'")
         connection.execute(f"SET memory_limit = '{self._memory_limit}'")
         connection.execute("SET checkpoint_threshold = '1GB'")
-        self._held_since = time.monotonic()
+        self._held_since = time.time()
         return connection
+
+    def _ask_for_file(self) -> None:
+        """Tell the process holding the file that another one is waiting for it."""
+        with contextlib.suppress(OSError):
+            self._wanted.touch()
+
+    def _asked_for(self) -> bool:
+        try:
+            return self._wanted.stat().st_mtime >= self._held_since
+        except OSError:
+            return False
 
     @contextmanager
     def _session(self, *, more_to_come: bool = False) -> Iterator[_DuckSession]:
@@ -170,8 +286,11 @@ class DuckDBWarehouse(SqlWarehouse):
 
     def _keep_or_close(self, connection: duckdb.DuckDBPyConnection, more_to_come: bool) -> None:
         """Keep the file for the next batch, unless others have waited long enough."""
-        held_for = time.monotonic() - self._held_since
-        if not more_to_come or self._linger <= 0 or held_for >= self._max_hold:
+        held_for = time.time() - self._held_since
+        overdue = held_for >= self._max_hold_unasked or (
+            held_for >= self._max_hold and self._asked_for()
+        )
+        if not more_to_come or self._linger <= 0 or overdue:
             connection.close()
             return
         self._held = connection
@@ -191,6 +310,9 @@ class DuckDBWarehouse(SqlWarehouse):
             self._release = None
 
     def close(self) -> None:
+        with self._typers_lock:
+            while self._typers:
+                self._typers.pop().close()
         with self._lock:
             self._cancel_release()
             if self._held is not None:

@@ -22,6 +22,7 @@ from qbo_pipeline.quickbooks.catalog import DETAIL, Column, ColumnType, Entity
 LINE_INDEX = "line_index"
 STAGE = "_qbo_stage"  # (seq, raw): the batch as received, in order
 BATCH = "_qbo_batch"  # typed: the newest record of each id, with its lines still as JSON
+BATCH_LINES = "_qbo_batch_lines"  # DuckDB: the typed lines of BATCH (see lines_select)
 LINES = "_lines"  # the BATCH column holding the entity's line list
 SEQ = "seq"
 
@@ -275,20 +276,21 @@ def batch_select(entity: Entity, dialect: Dialect) -> str:
 
 
 def lines_select(entity: Entity, dialect: Dialect) -> str:
-    """Typed lines of the BATCH parents whose ids are in $2, numbered from 0 in order.
+    """Typed lines, numbered from 0 in order (only item lines carry an Id).
 
-    Lines are keyed by position because only item lines carry an Id. $1 is the realm.
+    PostgreSQL: the lines of the BATCH parents whose ids are in $2, for realm $1, ready to
+    insert. DuckDB: every line of BATCH as (parent_id, line_index, columns..., line), typed
+    while the batch is prepared, before the writer knows which parents it will write.
     """
     assert entity.lines is not None
     projection = line_projection(entity, dialect)
     typed_columns = ", ".join(expr for _, expr in projection.typed(dialect))
     if dialect is Dialect.DUCKDB:
         exploded = (
-            f"SELECT id, unnest({LINES}) AS line, unnest(range(len({LINES}))) AS n "
-            f"FROM {BATCH} WHERE id IN (SELECT unnest(CAST($2 AS VARCHAR[])))"
+            f"SELECT id, unnest({LINES}) AS line, unnest(range(len({LINES}))) AS n FROM {BATCH}"
         )
         return (
-            f"SELECT $1, id, n, {typed_columns}, line\n"
+            f"SELECT id AS parent_id, n AS {LINE_INDEX}, {typed_columns}, line\n"
             f"FROM (SELECT id, n, line, {projection.parse} FROM ({exploded}) AS e) AS p"
         )
     return (

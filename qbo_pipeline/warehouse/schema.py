@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from qbo_pipeline.quickbooks.catalog import ColumnType, Entity
 from qbo_pipeline.warehouse.normalise import (
     BATCH,
+    BATCH_LINES,
     LINE_INDEX,
     SQL_TYPES,
     Dialect,
@@ -169,25 +170,77 @@ def upsert_rows(table: Table) -> str:
     SyncToken means the entity exists again (an Id reused by a replay), so it is cleared.
     """
     names = [c.name for c in table.loaded]
-    target = ", ".join(quote(name) for name in [*names, "synced_at"])
-    source = ", ".join(quote(name) for name in names if name != "realm_id")
     assignments = [
         f"{quote(name)} = excluded.{quote(name)}"
         for name in [*names, "synced_at"]
         if name not in table.key
     ]
-    assignments.append(
-        f"deleted_at = CASE WHEN {_token('excluded')} > {_token('t')} "
-        "THEN NULL ELSE t.deleted_at END"
-    )
+    assignments.append(_revive("excluded", "t"))
     key = ", ".join(quote(name) for name in table.key)
     updates = ",\n  ".join(assignments)
     return (
-        f"INSERT INTO {table.qualified} AS t ({target})\n"
-        f"SELECT $1, {source}, current_timestamp FROM {BATCH}\n"
+        f"{_insert_batch(table)}"
         f"ON CONFLICT ({key}) DO UPDATE SET\n  {updates}\n"
         f"WHERE {_supersedes('excluded', 't', table)}\n"
         "RETURNING id"
+    )
+
+
+# DuckDB (2.0) runs ON CONFLICT as a join that reads every column of every stored row,
+# raw JSON included: ~0.4 s a batch at 150,000 invoices, for the handful of rows a page
+# boundary repeats. A single writer (which DuckDB's file lock guarantees) can do the same
+# in three cheap steps instead: find the stored ids, update those rows by id, insert the rest.
+
+
+def stored_ids(table: Table) -> str:
+    """Ids in BATCH that realm $1 already holds (reads only the key columns)."""
+    return f"SELECT id FROM {BATCH} WHERE {_stored(table)}"
+
+
+def update_stored_rows(table: Table) -> str:
+    """Rewrite stored rows of realm $1 whose ids are listed in $2 and which BATCH supersedes."""
+    names = [c.name for c in table.loaded if c.name not in table.key]
+    assignments = [f"{quote(name)} = b.{quote(name)}" for name in names]
+    assignments += ["synced_at = current_timestamp", _revive("b", "t")]
+    updates = ",\n  ".join(assignments)
+    return (
+        f"UPDATE {table.qualified} AS t SET\n  {updates}\n"
+        f"FROM {BATCH} AS b\n"
+        "WHERE t.realm_id = $1 AND t.id IN (SELECT unnest(CAST($2 AS VARCHAR[]))) "
+        "AND t.id = b.id\n"
+        f"AND ({_supersedes('b', 't', table)})\n"
+        "RETURNING t.id"
+    )
+
+
+def insert_new_rows(table: Table) -> str:
+    """Insert the BATCH rows whose ids are not among the stored ones listed in $2, for
+    realm $1; returns their ids."""
+    return (
+        f"{_insert_batch(table)}WHERE id NOT IN (SELECT unnest(CAST($2 AS VARCHAR[])))\n"
+        "RETURNING id"
+    )
+
+
+def _revive(new: str, old: str) -> str:
+    return (
+        f"deleted_at = CASE WHEN {_token(new)} > {_token(old)} THEN NULL ELSE {old}.deleted_at END"
+    )
+
+
+def _insert_batch(table: Table) -> str:
+    names = [c.name for c in table.loaded]
+    target = ", ".join(quote(name) for name in [*names, "synced_at"])
+    source = ", ".join(quote(name) for name in names if name != "realm_id")
+    return (
+        f"INSERT INTO {table.qualified} AS t ({target})\n"
+        f"SELECT $1, {source}, current_timestamp FROM {BATCH}\n"
+    )
+
+
+def _stored(table: Table) -> str:
+    return (
+        f"EXISTS (SELECT 1 FROM {table.qualified} AS s WHERE s.realm_id = $1 AND s.id = {BATCH}.id)"
     )
 
 
@@ -203,6 +256,12 @@ def delete_lines(table: Table, parent_key: str, dialect: Dialect) -> str:
 def insert_lines(entity: Entity, table: Table, dialect: Dialect) -> str:
     """Lines of the BATCH parents listed in $2, for realm $1."""
     target = ", ".join(quote(c.name) for c in table.loaded)
+    if dialect is Dialect.DUCKDB:  # typed when the batch was prepared
+        return (
+            f"INSERT INTO {table.qualified} ({target})\n"
+            f"SELECT $1, * FROM {BATCH_LINES} "
+            "WHERE parent_id IN (SELECT unnest(CAST($2 AS VARCHAR[])))"
+        )
     return f"INSERT INTO {table.qualified} ({target})\n{lines_select(entity, dialect)}"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -116,3 +117,49 @@ def test_two_processes_writing_one_file_both_succeed(tmp_path: Path, fixtures_di
             warehouse.cursor(realm, "Invoice")
             == warehouse.query("SELECT TIMESTAMPTZ '2023-02-18 00:14:00+00'")[0][0]
         )
+
+
+WRITE_ONCE = """
+import json, sys
+from qbo_pipeline.quickbooks.catalog import INVOICE
+from qbo_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+invoices = json.loads(sys.stdin.read())
+warehouse = DuckDBWarehouse(sys.argv[1], lock_timeout=20)
+print(warehouse.upsert(INVOICE, "realm-late", invoices).rows_written, flush=True)
+warehouse.close()
+"""
+
+
+def test_a_long_sync_lets_a_waiting_process_in_between_batches(
+    tmp_path: Path, invoices: list[dict]
+) -> None:
+    """The holder keeps the file between batches (each close checkpoints), but lets go
+    soon after another process asks for it, not only when its sync ends."""
+    path = tmp_path / "shared.duckdb"
+    holder = DuckDBWarehouse(path, max_hold=0.5, max_hold_unasked=600)
+    holder.ensure_schema()
+    late = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(WRITE_ONCE), str(path)],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert late.stdin is not None
+    late.stdin.write(json.dumps(invoices))
+    late.stdin.close()
+    batches = 0
+    deadline = time.monotonic() + 60
+    while late.poll() is None and time.monotonic() < deadline:
+        holder.upsert(INVOICE, "realm-long", invoices)  # a sync that never pauses
+        batches += 1
+    holder.close()
+
+    late.wait(timeout=30)
+    assert late.stdout is not None and late.stderr is not None
+    assert late.returncode == 0, late.stderr.read()
+    assert late.stdout.read().strip() == "5"
+    assert batches > 1 and time.monotonic() < deadline  # it got in while the sync ran
+    assert DuckDBWarehouse(path).count("invoices", "realm-late") == 5

@@ -46,7 +46,8 @@ class Figure:
     def line(self) -> str:
         verdict = "ok" if self.ok else "OVER LIMIT"
         # Ratios and other small figures need their second decimal.
-        value, limit = (".2f", ".2f") if abs(self.limit) < 10 else (",.1f", ",.0f")
+        value = ",.1f" if abs(self.value) >= 100 else ".2f"
+        limit = ",.0f" if abs(self.limit) >= 10 else ".2f"
         return (
             f"{self.name:<72} {self.value:>10{value}} {self.unit:<7} "
             f"{self.kind} {self.limit:>10{limit}}  ratio {self.ratio:5.2f}  {verdict}"

@@ -169,19 +169,33 @@ class _Fetcher:
     def _read_second(self, second: datetime, out: queue.Queue, sent: set) -> None:
         """Offset paging is safe here: only rows stamped this exact second are listed, and
         a row changed now gets a later stamp, which a later run reads. The first page
-        repeats rows already `sent` (of this second), which are dropped."""
+        repeats rows already `sent` (of this second), which are dropped.
+
+        The second's pages do not depend on each other, so after counting its rows they
+        are read at once (a bulk change of 3,000 rows takes one page's time, not three).
+        """
         where = sync_filter(self.entity, None, at=second)
-        start = 1
-        while True:
-            rows = self.query(where, start_position=start)
-            full = len(rows) >= self.page_size
-            page = _Page.of(self.entity, [row for row in rows if _version(row) not in sent])
-            del rows
-            if page.ids:
-                out.put(page)
-            if not full:
-                return
+        with self._pages_lock:
+            self.pages += 1
+        starts = list(range(1, self.client.count(self.entity, where) + 1, self.page_size))
+        workers = max(1, min(len(starts), self.client.limiter.limits.max_in_flight))
+        with ThreadPoolExecutor(workers, thread_name_prefix="qbo-second") as pool:
+            full = list(pool.map(lambda start: self._read_offset(where, start, sent, out), starts))
+        # Rows stamped this second after the count (it may be the current second) follow.
+        start = len(starts) * self.page_size + 1
+        while (not starts or full[-1]) and not self.stop.is_set():
+            full, starts = [self._read_offset(where, start, sent, out)], [start]
             start += self.page_size
+
+    def _read_offset(self, where: str, start: int, sent: set, out: queue.Queue) -> bool:
+        """Send one offset page of a second; whether it was full."""
+        rows = self.query(where, start_position=start)
+        full = len(rows) >= self.page_size
+        page = _Page.of(self.entity, [row for row in rows if _version(row) not in sent])
+        del rows
+        if page.ids:
+            out.put(page)
+        return full
 
 
 def sync_entity(

@@ -114,6 +114,7 @@ def test_more_rows_in_one_second_than_a_page_holds(connect, tmp_path, fixtures_d
     with company.runtime.client(company.realm_id) as client, company.runtime.warehouse() as wh:
         result = sync_entity(client, wh, CUSTOMER, SyncOptions(page_size=10))
         assert result.rows == 57
+        assert result.fetched == 57  # the first page of a second is not handed over twice
         assert wh.count("customers", company.realm_id) == 57
 
 

@@ -199,8 +199,9 @@ class DuckDBWarehouse(SqlWarehouse):
         stored = [row[0] for row in session.run(schema.stored_ids(table), [realm_id])]
         updated: list[str] = []
         if stored:
-            update = schema.update_stored_rows(table)
-            updated = [row[0] for row in session.run(update, [realm_id, stored])]
+            session.run(schema.find_superseded(table), [realm_id, stored])
+            session.run(schema.delete_superseded(table), [realm_id])
+            updated = [row[0] for row in session.run(schema.insert_superseding(table), [realm_id])]
         insert = schema.insert_new_rows(table)
         inserted = [row[0] for row in session.run(insert, [realm_id, stored])]
         return updated + inserted, updated

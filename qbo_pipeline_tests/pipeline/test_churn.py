@@ -123,7 +123,8 @@ def test_emulator_churn_during_a_sync_then_one_incremental_run(connect):
     first sync reads; after one more run the warehouse equals the company, deletes too."""
     company = connect(customers=400, invoices=900, latency_ms=150.0)
     churn = f"{company.emulator.base_url}/_emulator/churn"
-    httpx.post(churn, json={"rate": 40}).raise_for_status()
+    # Fast enough that the first sync (about a second) sees dozens of changes.
+    httpx.post(churn, json={"rate": 100}).raise_for_status()
     options = SyncOptions(page_size=50, batch_rows=200)
     with company.runtime.client(company.realm_id) as client, company.runtime.warehouse() as wh:
         for entity in (CUSTOMER, INVOICE):

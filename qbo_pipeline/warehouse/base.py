@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
@@ -205,26 +205,33 @@ class SqlWarehouse(ABC):
         if batch.entity.name != entity.name:
             raise ValueError(f"a batch prepared for {batch.entity.name} cannot load {entity.name}")
         self._ready()
+        with (
+            self._naming_bad_values(entity, batch.texts),
+            self._session(more_to_come=True) as session,
+        ):
+            written: list[str] = []
+            replaced: list[str] = []
+            if batch.texts:
+                self._load_batch(session, batch)
+                table = schema.entity_table(entity)
+                written, replaced = self._write_rows(session, table, realm_id)
+            lines_written = 0
+            if entity.lines is not None and written:
+                lines_written = self._replace_lines(session, entity, realm_id, written, replaced)
+            self._advance(session, realm_id, entity, cursor)
+        return UpsertResult(rows_written=len(written), lines_written=lines_written)
+
+    @contextmanager
+    def _naming_bad_values(self, entity: Entity, texts: list[str]) -> Iterator[None]:
+        """Turn the backend's error for a value its column cannot hold into one naming the
+        entity, field and value (normalise.describe_bad_value)."""
         try:
-            with self._session(more_to_come=True) as session:
-                written: list[str] = []
-                replaced: list[str] = []
-                if batch.texts:
-                    self._load_batch(session, batch)
-                    table = schema.entity_table(entity)
-                    written, replaced = self._write_rows(session, table, realm_id)
-                lines_written = 0
-                if entity.lines is not None and written:
-                    lines_written = self._replace_lines(
-                        session, entity, realm_id, written, replaced
-                    )
-                self._advance(session, realm_id, entity, cursor)
+            yield
         except self._data_errors as error:
-            described = describe_bad_value(entity, batch.texts)
+            described = describe_bad_value(entity, texts)
             if described is None:
                 raise
             raise ValueError(described) from error
-        return UpsertResult(rows_written=len(written), lines_written=lines_written)
 
     def _replace_lines(
         self,

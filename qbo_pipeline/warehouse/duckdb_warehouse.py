@@ -38,9 +38,6 @@ from qbo_pipeline.warehouse.normalise import (
     BATCH,
     BATCH_LINES,
     LINES,
-    SEQ,
-    STAGE,
-    describe_bad_value,
     lines_select,
 )
 from qbo_pipeline.warehouse.schema import Dialect, Table, quote
@@ -147,22 +144,16 @@ class DuckDBWarehouse(SqlWarehouse):
         batch = super().prepare(entity, texts)
         if not batch.texts:
             return batch
-        with self._typer() as connection:
+        with self._typer() as connection, self._naming_bad_values(entity, batch.texts):
             session = _DuckSession(connection)
             try:
-                session.stage(STAGE, {SEQ: "BIGINT", "raw": "TEXT"}, enumerate(batch.texts))
-                connection.execute(schema.create_batch(entity, self.dialect))
+                super()._load_batch(session, batch)  # BATCH, in the in-memory database
                 if entity.lines is None:
                     rows, lines = connection.sql(f"SELECT * FROM {BATCH}"), None
                 else:
                     rows = connection.sql(f"SELECT * EXCLUDE ({LINES}) FROM {BATCH}")
                     lines = connection.sql(lines_select(entity, self.dialect)).to_arrow_table()
                 typed = _Typed(rows.to_arrow_table(), lines)
-            except self._data_errors as error:
-                described = describe_bad_value(entity, batch.texts)
-                if described is None:
-                    raise
-                raise ValueError(described) from error
             finally:
                 session.drop_temporary()
         return replace(batch, typed=typed)
@@ -173,9 +164,7 @@ class DuckDBWarehouse(SqlWarehouse):
         with self._typers_lock:
             connection = self._typers.pop() if self._typers else None
         if connection is None:
-            connection = duckdb.connect()
-            connection.execute("SET TimeZone = 'UTC'")
-            connection.execute(f"SET memory_limit = '{self._memory_limit}'")
+            connection = self._configure(duckdb.connect())
         yield connection
         with self._typers_lock:
             self._typers.append(connection)
@@ -248,10 +237,15 @@ class DuckDBWarehouse(SqlWarehouse):
                 f"DuckDB warehouse {self.path} stayed locked by another process for "
                 f"{self._lock_timeout:g} s; is a long-running query holding it open?"
             ) from error.last_attempt.exception()
-        connection.execute("SET TimeZone = 'UTC'")
-        connection.execute(f"SET memory_limit = '{self._memory_limit}'")
+        self._configure(connection)
         connection.execute("SET checkpoint_threshold = '1GB'")
         self._held_since = time.time()
+        return connection
+
+    def _configure(self, connection: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+        """Settings every connection of this warehouse shares, the file's and the typers'."""
+        connection.execute("SET TimeZone = 'UTC'")
+        connection.execute(f"SET memory_limit = '{self._memory_limit}'")
         return connection
 
     def _ask_for_file(self) -> None:

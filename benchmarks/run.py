@@ -120,9 +120,9 @@ def sync_figures(customers: int, invoices: int) -> list[Figure]:
     """
     from qbo_pipeline.demo import connect_through_oauth
     from qbo_pipeline.quickbooks.catalog import ENTITIES
+    from qbo_pipeline.runtime import Runtime
     from qbo_pipeline.settings import Settings
     from qbo_pipeline.sync.engine import sync_entity
-    from qbo_pipeline.sync.runtime import Runtime
     from qbo_pipeline.vault.crypto import generate_key
 
     port = _free_port()

@@ -81,9 +81,9 @@ def one_sync(env: dict[str, str], connect: bool) -> dict:
 def _child(connect: bool) -> None:
     from qbo_pipeline.demo import connect_through_oauth
     from qbo_pipeline.quickbooks.catalog import ENTITIES
+    from qbo_pipeline.runtime import Runtime
     from qbo_pipeline.settings import Settings
     from qbo_pipeline.sync.engine import sync_entity
-    from qbo_pipeline.sync.runtime import Runtime
 
     runtime = Runtime(Settings.from_env())
     if connect:

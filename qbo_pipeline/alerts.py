@@ -28,9 +28,9 @@ from tenacity import (
     wait_exponential,
 )
 
-from qbo_pipeline.vault.connections import Connection, ConnectionStatus
 from qbo_pipeline.vault.errors import AUTHORIZE_PATH
 from qbo_pipeline.vault.events import EventKind, TokenEvent
+from qbo_pipeline.vault.store import Connection, ConnectionStatus
 
 DELIVERY_TIMEOUT_SECONDS = 5.0
 DELIVERY_ATTEMPTS = 3

@@ -1,15 +1,11 @@
-"""The one Definitions object of the project: assets, job, sensors and resources."""
+"""The project's one `Definitions`: everything under `defs/`, found by Dagster's loader.
+
+`[tool.dg]` in pyproject.toml names this module as the code location; `dagster dev`,
+`dg dev`, `workspace.yaml` and the CLI's in-process runs all load it.
+"""
 
 import dagster as dg
 
-from qbo_pipeline.defs.assets import entity_assets
-from qbo_pipeline.defs.jobs import qbo_sync
-from qbo_pipeline.defs.resources import QuickBooksResource, WarehouseResource
-from qbo_pipeline.defs.sensors import realm_partitions_sensor, token_health_sensor
+from qbo_pipeline import defs as defs_folder
 
-defs = dg.Definitions(
-    assets=entity_assets,
-    jobs=[qbo_sync],
-    sensors=[realm_partitions_sensor, token_health_sensor],
-    resources={"quickbooks": QuickBooksResource(), "warehouse": WarehouseResource()},
-)
+defs = dg.components.load_defs(defs_root=defs_folder)

@@ -17,17 +17,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from qbo_pipeline.connections import Connections
-from qbo_pipeline.defs.execution import RealmRun, dagster_instance, sync_realms
+from qbo_pipeline.commands.execution import RealmRun, dagster_instance, sync_realms
+from qbo_pipeline.companies import Companies
 from qbo_pipeline.emulator.config import EmulatorConfig
 from qbo_pipeline.emulator.server import EmulatorServer
 from qbo_pipeline.quickbooks.catalog import ENTITIES
 from qbo_pipeline.quickbooks.faults import QuickBooksError
+from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.service.app import create_app
 from qbo_pipeline.service.auth import AUTHORIZE_PATH, CALLBACK_PATH
 from qbo_pipeline.service.server import ServiceServer
 from qbo_pipeline.settings import Settings
-from qbo_pipeline.sync.runtime import Runtime
 from qbo_pipeline.vault.crypto import generate_key
 
 EXAMPLE_QUERY = """
@@ -86,10 +86,10 @@ def connect_through_oauth(runtime: Runtime) -> str:
 
     Returns the realm id the callback named.
     """
-    connections = Connections(runtime)
-    consent = _follow(connections.begin_authorization().url)
+    companies = Companies(runtime)
+    consent = _follow(companies.begin_authorization().url)
     callback = _callback_query(consent.headers["location"])
-    connections.complete_authorization(
+    companies.complete_authorization(
         callback.get("code"), callback.get("state"), callback.get("realmId")
     )
     return callback["realmId"]

@@ -16,8 +16,8 @@ from qbo_pipeline.demo import connect_through_oauth
 from qbo_pipeline.emulator.config import EmulatorConfig
 from qbo_pipeline.emulator.server import EmulatorServer
 from qbo_pipeline.quickbooks.client import QuickBooksClient
+from qbo_pipeline.runtime import RealmTokens, Runtime
 from qbo_pipeline.settings import Settings
-from qbo_pipeline.sync.runtime import RealmTokens, Runtime
 from qbo_pipeline.vault.crypto import generate_key
 
 CLIENT_ID = "test-app"

@@ -1,7 +1,7 @@
 """`qbo-pipeline auth ...`: connect, inspect, refresh and revoke companies from a shell.
 
 The same operations as the service's `/quickbooks/auth/` endpoints, through the same
-`Connections` object, so a connection made here is the one the service and the pipeline
+`Companies` object, so a connection made here is the one the service and the pipeline
 see. Output shows expiries and fingerprints, never a token.
 """
 
@@ -12,7 +12,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from qbo_pipeline.connections import Connections
+    from qbo_pipeline.companies import Companies
 
 STATUS_FIELDS = (
     "realmId",
@@ -32,11 +32,11 @@ STATUS_FIELDS = (
 )
 
 
-def _connections() -> Connections:
-    from qbo_pipeline.connections import Connections
-    from qbo_pipeline.sync.runtime import Runtime
+def _companies() -> Companies:
+    from qbo_pipeline.companies import Companies
+    from qbo_pipeline.runtime import Runtime
 
-    return Connections(Runtime.from_env())
+    return Companies(Runtime.from_env())
 
 
 def _shown(value: Any) -> str:
@@ -54,9 +54,9 @@ def format_status(status: dict[str, Any]) -> str:
 
 
 def _authorize(args: argparse.Namespace) -> int:
-    from qbo_pipeline.connections import instant
+    from qbo_pipeline.companies import instant
 
-    authorization = _connections().begin_authorization()
+    authorization = _companies().begin_authorization()
     whom = f"company {args.realm}" if args.realm else "the company to connect"
     print(
         f"Open this link in a browser, sign in to QuickBooks and choose {whom}. It works once, "
@@ -69,14 +69,14 @@ def _authorize(args: argparse.Namespace) -> int:
 
 
 def _exchange_code(args: argparse.Namespace) -> int:
-    status = _connections().exchange_code(args.code, args.realm)
+    status = _companies().exchange_code(args.code, args.realm)
     until = status["accessTokenExpiresAt"]
     print(f"connected realm {args.realm}; access token valid until {until}")
     return 0
 
 
 def _set_tokens(args: argparse.Namespace) -> int:
-    _connections().set_tokens(
+    _companies().set_tokens(
         args.realm, args.access_token, args.refresh_token, expires_in=args.expires_in
     )
     print(f"stored encrypted tokens for realm {args.realm}")
@@ -84,7 +84,7 @@ def _set_tokens(args: argparse.Namespace) -> int:
 
 
 def _refresh(args: argparse.Namespace) -> int:
-    status = _connections().refresh(args.realm, args.refresh_token)
+    status = _companies().refresh(args.realm, args.refresh_token)
     print(
         f"refreshed realm {args.realm}; access token valid until "
         f"{status['accessTokenExpiresAt']} (refresh token {status['refreshTokenFingerprint']})"
@@ -93,19 +93,19 @@ def _refresh(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    status = _connections().status(args.realm)
+    status = _companies().status(args.realm)
     print(json.dumps(status, indent=2) if args.json else format_status(status))
     return 0
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    _connections().revoke(args.realm)
+    _companies().revoke(args.realm)
     print(f"revoked realm {args.realm} at Intuit; the connection is marked revoked")
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
-    listing = _connections().list()
+    listing = _companies().list()
     if args.json:
         print(json.dumps(listing, indent=2))
     elif not listing:

@@ -17,7 +17,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _rotate(args: argparse.Namespace) -> int:
-    from qbo_pipeline.sync.runtime import Runtime
+    from qbo_pipeline.runtime import Runtime
 
     store = Runtime.from_env().store
     changed = store.rotate_keys()

@@ -13,7 +13,7 @@ from pydantic import PrivateAttr
 
 from qbo_pipeline.quickbooks.client import QuickBooksClient
 from qbo_pipeline.quickbooks.limiter import Limits
-from qbo_pipeline.sync.runtime import Runtime
+from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.warehouse.base import Warehouse
 
 
@@ -62,3 +62,11 @@ class WarehouseResource(dg.ConfigurableResource):
     def open(self) -> Iterator[Warehouse]:
         with Runtime.from_env().warehouse() as warehouse:
             yield warehouse
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    """Bound here once, so every asset, sensor and schedule gets them by parameter name."""
+    return dg.Definitions(
+        resources={"quickbooks": QuickBooksResource(), "warehouse": WarehouseResource()}
+    )

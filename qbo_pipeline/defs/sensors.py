@@ -19,10 +19,10 @@ from qbo_pipeline.alerts import (
     expiry_alerts,
     expiry_warning_keys,
 )
-from qbo_pipeline.defs.jobs import qbo_sync
+from qbo_pipeline.defs import jobs
 from qbo_pipeline.defs.partitions import realm_partitions
+from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.settings import SettingsError
-from qbo_pipeline.sync.runtime import Runtime
 from qbo_pipeline.vault.errors import VaultError
 
 EVENTS_PER_TICK = 1000
@@ -33,7 +33,9 @@ FIRST_TICK_LOOKBACK = timedelta(days=1)
 DELIVERY_BUDGET_SECONDS = 30.0
 
 
-@dg.sensor(job=qbo_sync, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(
+    job=jobs.qbo_sync, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING
+)
 def realm_partitions_sensor(
     context: dg.SensorEvaluationContext,
 ) -> dg.SensorResult | dg.SkipReason:

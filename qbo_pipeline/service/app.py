@@ -15,11 +15,11 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from qbo_pipeline.connections import Connections
+from qbo_pipeline.companies import Companies
+from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.service import auth
 from qbo_pipeline.service.security import AdminBearer, require_admin_token
 from qbo_pipeline.settings import Settings
-from qbo_pipeline.sync.runtime import Runtime
 
 log = logging.getLogger("qbo_pipeline.service.access")
 
@@ -75,5 +75,5 @@ def create_app(runtime: Runtime | Settings | None = None) -> Starlette:
             ),
         ],
     )
-    app.state.connections = Connections(runtime)
+    app.state.companies = Companies(runtime)
     return app

@@ -1,7 +1,7 @@
 """The `/quickbooks/auth/` endpoints: connect, callback, tokens, status, revoke, list.
 
 Each handler only reads the request and shapes the answer; the work is done by
-`qbo_pipeline.connections.Connections`, in a worker thread because it talks to the
+`qbo_pipeline.companies.Companies`, in a worker thread because it talks to the
 database and to Intuit with blocking calls. Field names follow what users of QuickBooks
 integrations already send (`realmId`, `QUICKBOOKS_REFRESH_TOKEN`).
 """
@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from qbo_pipeline.connections import Connections, RequestError, check_realm_id
+from qbo_pipeline.companies import Companies, RequestError, check_realm_id
 from qbo_pipeline.service.errors import NO_STORE, answers_errors
 from qbo_pipeline.vault.oauth_states import InvalidState
 
@@ -29,8 +29,8 @@ _ERROR_SHOWN = 100  # characters of Intuit's `error` parameter echoed on the pag
 _MAX_BODY = 64 * 1024
 
 
-def _connections(request: Request) -> Connections:
-    return request.app.state.connections
+def _companies(request: Request) -> Companies:
+    return request.app.state.companies
 
 
 def _json(payload: Any) -> JSONResponse:
@@ -75,7 +75,7 @@ def _require(data: dict[str, Any], *names: str) -> None:
 
 @answers_errors()
 async def authorize(request: Request) -> Response:
-    authorization = await run_in_threadpool(_connections(request).begin_authorization)
+    authorization = await run_in_threadpool(_companies(request).begin_authorization)
     return RedirectResponse(authorization.url, status_code=302, headers=NO_STORE)
 
 
@@ -91,17 +91,17 @@ def _page(status: int, message: str) -> HTMLResponse:
 @answers_errors(render=_page)
 async def callback(request: Request) -> Response:
     params = request.query_params
-    connections = _connections(request)
+    companies = _companies(request)
     if params.get("error"):
         if params.get("state"):  # burn it: this attempt is over either way
-            await run_in_threadpool(_consume_quietly, connections, params["state"])
+            await run_in_threadpool(_consume_quietly, companies, params["state"])
         error = params["error"][:_ERROR_SHOWN]
         raise RequestError(
             f"QuickBooks did not connect: Intuit answered {error!r}; start again "
             f"from {AUTHORIZE_PATH} and approve access"
         )
     status = await run_in_threadpool(
-        connections.complete_authorization,
+        companies.complete_authorization,
         params.get("code"),
         params.get("state"),
         params.get("realmId"),
@@ -109,9 +109,9 @@ async def callback(request: Request) -> Response:
     return _page(200, f"Connected QuickBooks company {status['realmId']}. You can close this page.")
 
 
-def _consume_quietly(connections: Connections, state: str) -> None:
+def _consume_quietly(companies: Companies, state: str) -> None:
     with contextlib.suppress(InvalidState):  # the error callback is reported either way
-        connections.states.consume(state)
+        companies.states.consume(state)
 
 
 @answers_errors()
@@ -120,7 +120,7 @@ async def exchange_code(request: Request) -> Response:
     _require(data, "code", "realmId")
     code = _text(data, "code")
     realm_id = check_realm_id(_text(data, "realmId"))
-    return _json(await run_in_threadpool(_connections(request).exchange_code, code, realm_id))
+    return _json(await run_in_threadpool(_companies(request).exchange_code, code, realm_id))
 
 
 @answers_errors()
@@ -136,7 +136,7 @@ async def set_tokens(request: Request) -> Response:
     access_token = _text(data, "access_token")
     refresh_token = _text(data, "QUICKBOOKS_REFRESH_TOKEN")
     status = await run_in_threadpool(
-        _connections(request).set_tokens,
+        _companies(request).set_tokens,
         realm_id,
         access_token,
         refresh_token,
@@ -150,25 +150,25 @@ async def refresh(request: Request) -> Response:
     data = await _body(request)
     realm_id = check_realm_id(_text(data, "realmId"))
     own = _text(data, "QUICKBOOKS_REFRESH_TOKEN", "refresh_token", required=False)
-    return _json(await run_in_threadpool(_connections(request).refresh, realm_id, own))
+    return _json(await run_in_threadpool(_companies(request).refresh, realm_id, own))
 
 
 @answers_errors()
 async def status(request: Request) -> Response:
     realm_id = check_realm_id(request.query_params.get("realmId"))
-    return _json(await run_in_threadpool(_connections(request).status, realm_id))
+    return _json(await run_in_threadpool(_companies(request).status, realm_id))
 
 
 @answers_errors()
 async def revoke(request: Request) -> Response:
     data = await _body(request)
     realm_id = check_realm_id(_text(data, "realmId"))
-    return _json(await run_in_threadpool(_connections(request).revoke, realm_id))
+    return _json(await run_in_threadpool(_companies(request).revoke, realm_id))
 
 
 @answers_errors()
 async def connections(request: Request) -> Response:
-    listing = await run_in_threadpool(_connections(request).list)
+    listing = await run_in_threadpool(_companies(request).list)
     return _json({"connections": listing})
 
 

@@ -15,7 +15,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from qbo_pipeline.connections import CodeRejected, RefreshTokenRejected, RequestError
+from qbo_pipeline.companies import CodeRejected, RefreshTokenRejected, RequestError
 from qbo_pipeline.quickbooks.faults import ConfigurationError, QuickBooksError
 from qbo_pipeline.settings import SettingsError
 from qbo_pipeline.vault.errors import (

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import sys
 
+from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.service.app import create_app
 from qbo_pipeline.service.security import require_admin_token
 from qbo_pipeline.serving import ThreadedServer
 from qbo_pipeline.settings import Settings
-from qbo_pipeline.sync.runtime import Runtime
 
 
 class ServiceServer(ThreadedServer):

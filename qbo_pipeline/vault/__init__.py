@@ -9,14 +9,6 @@ Imports no Dagster: the `defs/` layer wraps these in resources.
     token = provider.access_token(realm_id)
 """
 
-from qbo_pipeline.vault.connections import (
-    Connection,
-    ConnectionStatus,
-    ConnectionStore,
-    DecryptedTokens,
-    LockedConnection,
-    fingerprint,
-)
 from qbo_pipeline.vault.crypto import KeyRing, generate_key
 from qbo_pipeline.vault.database import (
     Database,
@@ -36,6 +28,14 @@ from qbo_pipeline.vault.errors import (
     VaultError,
 )
 from qbo_pipeline.vault.events import EventKind, TokenEvent
+from qbo_pipeline.vault.store import (
+    Connection,
+    ConnectionStatus,
+    ConnectionStore,
+    DecryptedTokens,
+    LockedConnection,
+    fingerprint,
+)
 from qbo_pipeline.vault.tokens import DEFAULT_REFRESH_MARGIN, TokenProvider
 
 __all__ = [

@@ -22,14 +22,14 @@ import httpx
 
 from qbo_pipeline.quickbooks.faults import InvalidGrant, QuickBooksError
 from qbo_pipeline.quickbooks.oauth import OAuthClient
-from qbo_pipeline.vault.connections import (
+from qbo_pipeline.vault.errors import ReauthorizationRequired
+from qbo_pipeline.vault.store import (
     ConnectionStatus,
     ConnectionStore,
     DecryptedTokens,
     LockedConnection,
     fingerprint,
 )
-from qbo_pipeline.vault.errors import ReauthorizationRequired
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from qbo_pipeline.quickbooks.oauth import TokenSet
+from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.settings import Settings
-from qbo_pipeline.sync.runtime import Runtime
-from qbo_pipeline.vault.connections import ConnectionStore
 from qbo_pipeline.vault.crypto import generate_key
+from qbo_pipeline.vault.store import ConnectionStore
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from qbo_pipeline.alerts import (
     expiry_alerts,
     expiry_warning_keys,
 )
-from qbo_pipeline.vault.connections import Connection, ConnectionStatus
 from qbo_pipeline.vault.events import EventKind, TokenEvent
+from qbo_pipeline.vault.store import Connection, ConnectionStatus
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 REALM = "9341453050298454"

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from tenacity import wait_none
 
+from qbo_pipeline.commands.execution import sync_realms
 from qbo_pipeline.definitions import defs
-from qbo_pipeline.defs.execution import sync_realms
 from qbo_pipeline.defs.sensors import token_health_sensor
 from qbo_pipeline.quickbooks.faults import OAuthError
 from qbo_pipeline.quickbooks.oauth import OAuthClient

@@ -13,7 +13,7 @@ from multiprocessing.synchronize import Barrier
 
 import httpx
 
-from qbo_pipeline.sync.runtime import Runtime
+from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.vault import fingerprint
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from qbo_pipeline.quickbooks.catalog import CUSTOMER, INVOICE
+from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.sync.engine import SyncOptions, sync_entity
-from qbo_pipeline.sync.runtime import Runtime
 from qbo_pipeline.vault import EventKind, UnknownKeyId, generate_key
 from qbo_pipeline_tests.credentials.conftest import emulator_post, token_stats
 from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals

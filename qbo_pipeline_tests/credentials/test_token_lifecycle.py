@@ -8,9 +8,9 @@ import pytest
 from qbo_pipeline.quickbooks.catalog import CUSTOMER, INVOICE
 from qbo_pipeline.quickbooks.faults import OAuthError
 from qbo_pipeline.quickbooks.limiter import Limits
+from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.settings import Settings
 from qbo_pipeline.sync.engine import SyncOptions, sync_entity
-from qbo_pipeline.sync.runtime import Runtime
 from qbo_pipeline.vault import ConnectionStatus
 from qbo_pipeline_tests.credentials.conftest import (
     emulator_delete,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from qbo_pipeline.quickbooks.oauth import OAuthClient
+from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.settings import Settings
-from qbo_pipeline.sync.runtime import Runtime
 from qbo_pipeline_tests.command import CLI, clean_env
 from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals
 

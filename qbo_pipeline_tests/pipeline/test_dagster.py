@@ -10,8 +10,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from qbo_pipeline.commands.execution import sync_realms
 from qbo_pipeline.definitions import defs
-from qbo_pipeline.defs.execution import sync_realms
 from qbo_pipeline.defs.partitions import realm_partitions
 from qbo_pipeline.defs.sensors import realm_partitions_sensor
 from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals

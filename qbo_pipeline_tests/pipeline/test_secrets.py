@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from starlette.testclient import TestClient
 
-from qbo_pipeline.defs.execution import sync_realms
+from qbo_pipeline.commands.execution import sync_realms
 from qbo_pipeline.defs.sensors import token_health_sensor
 from qbo_pipeline.service.app import create_app
 from qbo_pipeline_tests.postgres_server import create_database

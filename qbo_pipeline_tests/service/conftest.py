@@ -24,12 +24,12 @@ from starlette.applications import Starlette
 from qbo_pipeline.emulator.config import EmulatorConfig
 from qbo_pipeline.emulator.server import EmulatorServer
 from qbo_pipeline.quickbooks.oauth import OAuthClient
+from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.service.app import create_app
 from qbo_pipeline.service.server import ServiceServer
 from qbo_pipeline.settings import Settings
-from qbo_pipeline.sync.runtime import Runtime
-from qbo_pipeline.vault.connections import ConnectionStore
 from qbo_pipeline.vault.crypto import KeyRing, generate_key
+from qbo_pipeline.vault.store import ConnectionStore
 
 with warnings.catch_warnings():
     # Starlette nudges towards the httpx2 package; the TestClient works the same on httpx.

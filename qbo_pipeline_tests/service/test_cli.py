@@ -9,8 +9,8 @@ import subprocess
 import httpx
 import pytest
 
+from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.settings import Settings
-from qbo_pipeline.sync.runtime import Runtime
 from qbo_pipeline.vault.crypto import generate_key
 from qbo_pipeline_tests.command import CLI, clean_env
 from qbo_pipeline_tests.service.conftest import PREFIX, Stack, follow_to_callback

@@ -8,11 +8,11 @@ from urllib.parse import urlencode
 
 import pytest
 
-from qbo_pipeline.connections import Connections
+from qbo_pipeline.companies import Companies
+from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.service.app import create_app
 from qbo_pipeline.service.errors import GENERIC
 from qbo_pipeline.settings import SettingsError
-from qbo_pipeline.sync.runtime import Runtime
 from qbo_pipeline.vault.oauth_states import OAuthStates
 from qbo_pipeline_tests.service.conftest import PREFIX, follow_to_callback, path_of
 
@@ -240,7 +240,7 @@ def test_an_unexpected_failure_is_a_generic_500(stack, client, monkeypatch, capl
     def broken(self):
         raise RuntimeError(f"boom with {stack.client_secret}")
 
-    monkeypatch.setattr(Connections, "list", broken)
+    monkeypatch.setattr(Companies, "list", broken)
     response = client.get(f"{PREFIX}/connections", headers=stack.admin)
     assert one_line_error(response, 500) == GENERIC
     assert stack.client_secret not in response.text

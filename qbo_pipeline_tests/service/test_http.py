@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from qbo_pipeline.quickbooks.faults import InvalidGrant
-from qbo_pipeline.vault.connections import fingerprint
+from qbo_pipeline.vault.store import fingerprint
 from qbo_pipeline_tests.service.conftest import PREFIX, Stack, follow_to_callback
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")

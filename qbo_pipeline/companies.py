@@ -18,10 +18,10 @@ from typing import Any
 
 from qbo_pipeline.quickbooks.faults import InvalidGrant, OAuthError, QuickBooksError
 from qbo_pipeline.quickbooks.oauth import TokenSet
-from qbo_pipeline.sync.runtime import Runtime
-from qbo_pipeline.vault.connections import Connection, ConnectionStatus, fingerprint
+from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.vault.errors import DecryptionError, UnknownKeyId
 from qbo_pipeline.vault.oauth_states import OAuthStates
+from qbo_pipeline.vault.store import Connection, ConnectionStatus, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def instant(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-class Connections:
+class Companies:
     """The operations on connected companies, over one process's `Runtime`."""
 
     def __init__(self, runtime: Runtime) -> None:

@@ -16,9 +16,9 @@ from qbo_pipeline.quickbooks.client import QuickBooksClient
 from qbo_pipeline.quickbooks.limiter import DEFAULT_LIMITS, Limits
 from qbo_pipeline.quickbooks.oauth import OAuthClient
 from qbo_pipeline.settings import Settings
-from qbo_pipeline.vault.connections import ConnectionStore
 from qbo_pipeline.vault.crypto import KeyRing
 from qbo_pipeline.vault.database import open_database
+from qbo_pipeline.vault.store import ConnectionStore
 from qbo_pipeline.vault.tokens import TokenProvider
 from qbo_pipeline.warehouse.base import Warehouse
 from qbo_pipeline.warehouse.url import connect_warehouse

@@ -1,0 +1,108 @@
+"""`qbo-pipeline emulator`: serve a local QuickBooks Online for the demo, tests and trials."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    from qbo_pipeline.emulator.config import EmulatorConfig, parse_fault_rates
+    from qbo_pipeline.emulator.server import serve
+
+    if args.data and not Path(args.data).is_file():
+        raise FileNotFoundError(f"--data {args.data}: no such file")
+    config = EmulatorConfig(
+        seed=args.seed,
+        customers=args.customers,
+        invoices=args.invoices,
+        data=Path(args.data) if args.data else None,
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        access_token_ttl=args.access_token_ttl,
+        refresh_token_ttl=args.refresh_token_ttl,
+        rotation=args.rotation,
+        token_endpoint_failure=args.fail_token_endpoint,
+        limits=not args.no_limits,
+        requests_per_minute=args.requests_per_minute,
+        max_in_flight=args.max_in_flight,
+        latency_ms=args.latency_ms,
+        latency_jitter=args.latency_jitter,
+        faults=parse_fault_rates(args.faults or ""),
+        fault_seed=args.fault_seed,
+        churn=args.churn,
+    )
+    logging.getLogger("qbo_pipeline.emulator").setLevel(logging.INFO)
+    serve(config, host=args.host, port=args.port)
+    return 0
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    emulator = commands.add_parser("emulator", help="serve a local QuickBooks Online")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=8765)
+    emulator.add_argument("--seed", type=int, default=7)
+    emulator.add_argument("--customers", type=int, default=60)
+    emulator.add_argument("--invoices", type=int, default=150)
+    emulator.add_argument("--data", help="replay entities from a JSON Lines file")
+    emulator.add_argument("--client-id", help="accept only this client id")
+    emulator.add_argument("--client-secret", help="accept only this client secret")
+    emulator.add_argument("--access-token-ttl", type=int, default=3600, metavar="SECONDS")
+    emulator.add_argument(
+        "--refresh-token-ttl",
+        type=int,
+        default=8726400,
+        metavar="SECONDS",
+        help="rolling refresh-token lifetime (Intuit: 101 days)",
+    )
+    emulator.add_argument(
+        "--rotation",
+        choices=["intuit", "strict"],
+        default="intuit",
+        help="intuit: same refresh token for 24 h, the previous one valid 24 h after a new one; "
+        "strict: a new refresh token on every refresh, the previous one dead at once",
+    )
+    emulator.add_argument(
+        "--fail-token-endpoint",
+        type=int,
+        metavar="STATUS",
+        help="make every token endpoint call fail with this HTTP status (e.g. 503)",
+    )
+    emulator.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="answer time for a page of 1000 rows; smaller answers take their share "
+        "(at least 50 rows' worth)",
+    )
+    emulator.add_argument(
+        "--latency-jitter",
+        type=float,
+        default=0.2,
+        metavar="FRACTION",
+        help="each answer time is scaled by a uniform factor in [1-F, 1+F] (default 0.2)",
+    )
+    emulator.add_argument(
+        "--no-limits",
+        action="store_true",
+        help="do not enforce QBO's per-realm limits (500 requests a minute, 10 in flight)",
+    )
+    emulator.add_argument("--requests-per-minute", type=int, default=500, metavar="N")
+    emulator.add_argument("--max-in-flight", type=int, default=10, metavar="N")
+    emulator.add_argument(
+        "--faults",
+        metavar="KIND=P,...",
+        help="inject faults at random, e.g. 429=0.02,503=0.01,timeout=0.005,reset=0.005 "
+        "(kinds: 429 500 502 503 504 timeout reset truncate xml fault200)",
+    )
+    emulator.add_argument("--fault-seed", type=int, metavar="N", help="seed of the fault draws")
+    emulator.add_argument(
+        "--churn",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="create, update, delete and deactivate entities at RATE changes per second",
+    )
+    emulator.set_defaults(handler=_emulator)

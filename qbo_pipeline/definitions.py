@@ -4,8 +4,8 @@
 `dg dev`, `workspace.yaml` and the CLI's in-process runs all load it.
 """
 
+from pathlib import Path
+
 import dagster as dg
 
-from qbo_pipeline import defs as defs_folder
-
-defs = dg.components.load_defs(defs_root=defs_folder)
+defs = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)

@@ -13,8 +13,8 @@ from qbo_pipeline_tests.company import connect  # noqa: F401 - shared fixture
 from qbo_pipeline_tests.postgres_server import create_database, postgres_server
 from qbo_pipeline_tests.webhook_receiver import WebhookReceiver
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-FIXTURES = SHARED / "fixtures"
+# Real QBO payloads, kept in the repository (see fixtures/README.md for where each came from).
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 _database_numbers = itertools.count(1)
 
 
@@ -32,8 +32,6 @@ def postgres_url(postgres_server_url: str) -> str:
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    if not FIXTURES.is_dir():
-        raise RuntimeError(f"shared fixtures not found at {FIXTURES}")
     return FIXTURES
 
 

@@ -1,4 +1,4 @@
-"""The real sandbox records of ../shared/fixtures, as QBO's API returned them."""
+"""The real sandbox records of fixtures/, as QBO's API returned them."""
 
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from qbo_pipeline.errors import PipelineError, is_transient
 from qbo_pipeline.vault.errors import AUTHORIZE_PATH
 from qbo_pipeline.vault.events import EventKind, TokenEvent
 from qbo_pipeline.vault.store import Connection, ConnectionStatus
@@ -89,7 +90,7 @@ class Alert:
         }
 
 
-class AlertDeliveryFailed(Exception):
+class AlertDeliveryFailed(PipelineError):
     """The webhook did not accept an alert; the message is one line and never holds the URL."""
 
 
@@ -185,10 +186,11 @@ def expiry_warning_keys(
     """The warnings due now, as {"realm:kind": expiry instant}: the sensor's memory of them.
 
     Keyed by the expiry instant too, so a connection whose expiry moved (it was refreshed
-    or reconnected) and later comes close again is warned about again.
+    or reconnected) and later comes close again is warned about again; to the minute, so
+    the seconds an answer from Intuit takes to arrive do not count as a move.
     """
     return {
-        _warning_key(c.realm_id, kind): at.isoformat()
+        _warning_key(c.realm_id, kind): _to_the_minute(at)
         for c, kind, at in _due(connections, now, days)
     }
 
@@ -203,7 +205,7 @@ def expiry_alerts(
     return [
         _expiry_alert(connection.realm_id, kind, at, now)
         for connection, kind, at in _due(connections, now, days)
-        if already_warned.get(_warning_key(connection.realm_id, kind)) != at.isoformat()
+        if already_warned.get(_warning_key(connection.realm_id, kind)) != _to_the_minute(at)
     ]
 
 
@@ -221,6 +223,10 @@ def _due(
         ):
             if at is not None and at <= horizon:
                 yield connection, kind, at
+
+
+def _to_the_minute(instant: datetime) -> str:
+    return instant.replace(second=0, microsecond=0).isoformat()
 
 
 def _warning_key(realm_id: str, kind: AlertKind) -> str:
@@ -261,13 +267,14 @@ def _in_days(at: datetime, now: datetime) -> str:
 # --- delivery -----------------------------------------------------------------------------
 
 
-class _RetryableDelivery(Exception):
-    def __init__(self, status: int) -> None:
+class _RetryableDelivery(PipelineError):
+    """The webhook answered 5xx or 429, or could not be reached: worth another try."""
+
+    transient = True
+
+    def __init__(self, status: int | None = None) -> None:
         self.status = status
-
-
-def _retryable(error: BaseException) -> bool:
-    return isinstance(error, _RetryableDelivery | httpx.TransportError)
+        super().__init__(f"HTTP {status}" if status else "unreachable")
 
 
 def deliver(alert: Alert, webhook_url: str, http: httpx.Client | None = None) -> None:
@@ -280,7 +287,7 @@ def deliver(alert: Alert, webhook_url: str, http: httpx.Client | None = None) ->
     client = http or httpx.Client(timeout=DELIVERY_TIMEOUT_SECONDS)
     try:
         for attempt in Retrying(
-            retry=retry_if_exception(_retryable),
+            retry=retry_if_exception(is_transient),
             stop=stop_after_attempt(DELIVERY_ATTEMPTS),
             wait=wait_exponential(multiplier=0.5, max=2),
             reraise=True,
@@ -288,7 +295,8 @@ def deliver(alert: Alert, webhook_url: str, http: httpx.Client | None = None) ->
             with attempt:
                 _post(client, webhook_url, alert.slack_payload())
     except _RetryableDelivery as error:
-        raise AlertDeliveryFailed(_failure(alert, f"HTTP {error.status}")) from None
+        reason = f"HTTP {error.status}" if error.status else type(error.__cause__).__name__
+        raise AlertDeliveryFailed(_failure(alert, reason)) from None
     except httpx.HTTPStatusError as error:
         raise AlertDeliveryFailed(_failure(alert, f"HTTP {error.response.status_code}")) from None
     except (httpx.HTTPError, httpx.InvalidURL) as error:
@@ -301,7 +309,10 @@ def deliver(alert: Alert, webhook_url: str, http: httpx.Client | None = None) ->
 
 def _post(client: httpx.Client, webhook_url: str, payload: dict) -> None:
     with _url_hidden_from_httpx_log():
-        response = client.post(webhook_url, json=payload, follow_redirects=False)
+        try:
+            response = client.post(webhook_url, json=payload, follow_redirects=False)
+        except httpx.TransportError as error:
+            raise _RetryableDelivery() from error
     if response.status_code >= 500 or response.status_code == 429:
         raise _RetryableDelivery(response.status_code)
     if response.status_code >= 300:

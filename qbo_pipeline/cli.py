@@ -1,7 +1,9 @@
 """The `qbo-pipeline` command: demo, emulator, sync, auth, keys and serve.
 
 Every failure the user can fix ends as one line on stderr and exit status 2 (1 for a
-failed sync run), never a traceback: bad settings, a wrong key, an unknown realm.
+failed sync run), never a traceback: bad settings, a wrong key, an unknown realm. Those
+are the project's own errors (`PipelineError`); anything else is a bug, and its
+traceback is what a bug report needs.
 """
 
 from __future__ import annotations
@@ -11,21 +13,8 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-import httpx
-
 from qbo_pipeline.commands import auth, demo, emulator, keys, serve, sync
-from qbo_pipeline.quickbooks.faults import QuickBooksError
-from qbo_pipeline.settings import SettingsError
-from qbo_pipeline.vault.errors import VaultError
-
-EXPECTED_ERRORS: tuple[type[Exception], ...] = (
-    SettingsError,
-    QuickBooksError,
-    VaultError,
-    ValueError,
-    OSError,  # files, ports: FileNotFoundError, address in use
-    httpx.HTTPError,  # Intuit unreachable
-)
+from qbo_pipeline.errors import PipelineError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except EXPECTED_ERRORS as error:
+    except PipelineError as error:
         print(f"qbo-pipeline: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -114,5 +114,8 @@ class Runtime:
             warehouse.close()
 
     def close(self) -> None:
+        """Release what was opened (HTTP connections, pooled database connections)."""
         if "oauth" in self.__dict__:
             self.oauth.close()
+        if "store" in self.__dict__:
+            self.store.db.close()

@@ -3,18 +3,67 @@
 Binding before uvicorn starts makes port 0 resolve to a known free port, so a caller can
 put the real URL (an OAuth callback, a discovery document) into its settings before the
 first request. The emulator and the auth service both run this way.
+
+uvicorn closes idle keep-alive connections but gives a request no deadline for its
+headers, so a client trickling them a byte at a time (slowloris) holds a connection for
+as long as it likes; `HeaderDeadline` closes such a connection after `header_timeout`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
 
+import h11
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from qbo_pipeline.errors import ConfigurationError
 
 START_TIMEOUT = 30.0
+HEADER_TIMEOUT = 10.0  # seconds a request's line and headers may take to arrive
+
+
+class HeaderDeadline(H11Protocol):
+    """uvicorn's h11 protocol with a deadline on each request's line and headers."""
+
+    header_timeout = HEADER_TIMEOUT
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self._deadline is None and self.conn.their_state is h11.IDLE:
+            self._arm()  # the next request on a kept-alive connection begins
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._disarm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._deadline = self.loop.call_later(self.header_timeout, self._overdue)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _overdue(self) -> None:
+        self._deadline = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+
+def with_header_timeout(seconds: float) -> type[HeaderDeadline]:
+    return type("HeaderDeadline", (HeaderDeadline,), {"header_timeout": seconds})
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -25,7 +74,10 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as error:
         sock.close()
-        raise OSError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+        raise ConfigurationError(
+            f"cannot listen on {host}:{port}: {error.strerror}; choose another --port or stop "
+            "what holds it"
+        ) from None
     sock.listen(128)  # connections queue from now on, even before uvicorn accepts them
     return sock
 
@@ -38,11 +90,18 @@ class ThreadedServer:
     """A bound socket and, once started, uvicorn serving an app on it."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, name: str = "server", lifespan="off"
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        name: str = "server",
+        lifespan: str = "off",
+        header_timeout: float = HEADER_TIMEOUT,
     ) -> None:
         self.host = host
         self.name = name
         self._lifespan = lifespan
+        self._protocol = with_header_timeout(header_timeout)
         self._socket = bind(host, port)
         self.port: int = self._socket.getsockname()[1]
         self.base_url = url_of(host, self.port)
@@ -53,7 +112,14 @@ class ThreadedServer:
         return f"{type(self).__name__}({self.base_url!r})"
 
     def _uvicorn(self, app: ASGIApp) -> uvicorn.Server:
-        config = uvicorn.Config(app, log_level="warning", lifespan=self._lifespan, access_log=False)
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan=self._lifespan,
+            access_log=False,
+            http=self._protocol,
+            server_header=False,
+        )
         self._server = uvicorn.Server(config)
         return self._server
 

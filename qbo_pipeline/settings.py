@@ -11,17 +11,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from qbo_pipeline.errors import ConfigurationError
 from qbo_pipeline.quickbooks.oauth import DISCOVERY_URLS
+from qbo_pipeline.vault.database import check_database_url
+from qbo_pipeline.warehouse.url import check_warehouse_url
 
 API_BASE_URLS = {
     "sandbox": "https://sandbox-quickbooks.api.intuit.com",
     "production": "https://quickbooks.api.intuit.com",
 }
 DEFAULT_REDIRECT_URI = "http://localhost:8000/quickbooks/auth/callback"
-
-
-class SettingsError(ValueError):
-    """A configuration variable is missing or malformed."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ class Settings:
 
         environment = (get("QUICKBOOKS_ENVIRONMENT") or "sandbox").lower()
         if environment not in API_BASE_URLS:
-            raise SettingsError(
+            raise ConfigurationError(
                 f"QUICKBOOKS_ENVIRONMENT is {environment!r}; set it to sandbox or production"
             )
         settings = cls(
@@ -69,6 +68,8 @@ class Settings:
             expiry_warning_days=_whole_number(get, "QBO_EXPIRY_WARNING_DAYS", 14),
         )
         settings.validate_urls()
+        check_database_url(settings.database_url)
+        check_warehouse_url(settings.warehouse_url)
         return settings
 
     def validate_urls(self) -> None:
@@ -80,14 +81,14 @@ class Settings:
         ):
             if not value.startswith(("http://", "https://")):
                 shown = "a value" if name == "QBO_ALERT_WEBHOOK_URL" else repr(value)
-                raise SettingsError(f"{name} must be an http(s) URL; got {shown}")
+                raise ConfigurationError(f"{name} must be an http(s) URL; got {shown}")
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def require_app_credentials(self) -> tuple[str, str]:
         if not self.client_id or not self.client_secret:
-            raise SettingsError(
+            raise ConfigurationError(
                 "QUICKBOOKS_CLIENT_ID and QUICKBOOKS_CLIENT_SECRET must be set to your Intuit "
                 "app's keys (developer.intuit.com > your app > Keys & credentials)"
             )
@@ -112,5 +113,5 @@ def _whole_number(get, name: str, default: int) -> int:
     if text is None:
         return default
     if not text.isdigit():
-        raise SettingsError(f"{name} must be a whole number; got {text!r}")
+        raise ConfigurationError(f"{name} must be a whole number; got {text!r}")
     return int(text)

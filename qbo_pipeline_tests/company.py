@@ -31,7 +31,7 @@ class Company:
     env: dict[str, str]
 
     def admin(self, path: str) -> object:
-        response = httpx.get(f"{self.emulator.base_url}/_emulator/{path}")
+        response = httpx.get(f"{self.emulator.base_url}/_emulator/{path}", timeout=120)
         response.raise_for_status()
         return response.json()
 

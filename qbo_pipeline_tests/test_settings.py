@@ -2,7 +2,8 @@
 
 import pytest
 
-from qbo_pipeline.settings import Settings, SettingsError
+from qbo_pipeline.errors import ConfigurationError
+from qbo_pipeline.settings import Settings
 
 
 def test_defaults_are_the_embedded_sandbox():
@@ -38,12 +39,12 @@ def test_overrides_point_everything_at_the_emulator():
     ],
 )
 def test_bad_values_name_the_variable(env, variable):
-    with pytest.raises(SettingsError, match=variable):
+    with pytest.raises(ConfigurationError, match=variable):
         Settings.from_env(env)
 
 
 def test_missing_app_credentials_say_where_to_find_them():
-    with pytest.raises(SettingsError, match="QUICKBOOKS_CLIENT_ID"):
+    with pytest.raises(ConfigurationError, match="QUICKBOOKS_CLIENT_ID"):
         Settings.from_env({}).require_app_credentials()
 
 

@@ -56,8 +56,12 @@ def format_status(status: dict[str, Any]) -> str:
 def _authorize(args: argparse.Namespace) -> int:
     from qbo_pipeline.companies import instant
 
-    authorization = _companies().begin_authorization()
-    whom = f"company {args.realm}" if args.realm else "the company to connect"
+    authorization = _companies().begin_authorization(args.realm)
+    whom = (
+        f"company {args.realm} (the link completes for it alone)"
+        if args.realm
+        else ("the company to connect")
+    )
     print(
         f"Open this link in a browser, sign in to QuickBooks and choose {whom}. It works once, "
         f"until {instant(authorization.expires_at)}; Intuit then "
@@ -71,7 +75,8 @@ def _authorize(args: argparse.Namespace) -> int:
 def _exchange_code(args: argparse.Namespace) -> int:
     status = _companies().exchange_code(args.code, args.realm)
     until = status["accessTokenExpiresAt"]
-    print(f"connected realm {args.realm}; access token valid until {until}")
+    name = f" ({status['companyName']})" if status.get("companyName") else ""
+    print(f"connected realm {args.realm}{name}; access token valid until {until}")
     return 0
 
 
@@ -125,7 +130,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     sub = auth.add_subparsers(dest="auth_command", required=True)
 
     authorize = sub.add_parser("authorize", help="print a link that connects a company")
-    authorize.add_argument("--realm", help="the company being reconnected (shown in the hint)")
+    authorize.add_argument(
+        "--realm", help="reconnect this company: the link then completes for it alone"
+    )
     authorize.set_defaults(handler=_authorize)
 
     exchange = sub.add_parser("exchange-code", help="trade an authorization code for tokens")

@@ -5,37 +5,51 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from qbo_pipeline.errors import ConfigurationError
+
+if TYPE_CHECKING:  # imported when the command runs: the CLI starts without the emulator
+    from qbo_pipeline.emulator.config import EmulatorConfig
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from qbo_pipeline.emulator.config import EmulatorConfig, parse_fault_rates
     from qbo_pipeline.emulator.server import serve
 
-    if args.data and not Path(args.data).is_file():
-        raise FileNotFoundError(f"--data {args.data}: no such file")
-    config = EmulatorConfig(
-        seed=args.seed,
-        customers=args.customers,
-        invoices=args.invoices,
-        data=Path(args.data) if args.data else None,
-        client_id=args.client_id,
-        client_secret=args.client_secret,
-        access_token_ttl=args.access_token_ttl,
-        refresh_token_ttl=args.refresh_token_ttl,
-        rotation=args.rotation,
-        token_endpoint_failure=args.fail_token_endpoint,
-        limits=not args.no_limits,
-        requests_per_minute=args.requests_per_minute,
-        max_in_flight=args.max_in_flight,
-        latency_ms=args.latency_ms,
-        latency_jitter=args.latency_jitter,
-        faults=parse_fault_rates(args.faults or ""),
-        fault_seed=args.fault_seed,
-        churn=args.churn,
-    )
     logging.getLogger("qbo_pipeline.emulator").setLevel(logging.INFO)
-    serve(config, host=args.host, port=args.port)
+    serve(_config(args), host=args.host, port=args.port)
     return 0
+
+
+def _config(args: argparse.Namespace) -> EmulatorConfig:
+    """The emulator's settings from the flags; a bad value is one line naming it."""
+    from qbo_pipeline.emulator.config import EmulatorConfig, parse_fault_rates
+
+    if args.data and not Path(args.data).is_file():
+        raise ConfigurationError(f"--data {args.data}: no such file")
+    try:
+        return EmulatorConfig(
+            seed=args.seed,
+            customers=args.customers,
+            invoices=args.invoices,
+            data=Path(args.data) if args.data else None,
+            client_id=args.client_id,
+            client_secret=args.client_secret,
+            access_token_ttl=args.access_token_ttl,
+            refresh_token_ttl=args.refresh_token_ttl,
+            rotation=args.rotation,
+            token_endpoint_failure=args.fail_token_endpoint,
+            limits=not args.no_limits,
+            requests_per_minute=args.requests_per_minute,
+            max_in_flight=args.max_in_flight,
+            latency_ms=args.latency_ms,
+            latency_jitter=args.latency_jitter,
+            faults=parse_fault_rates(args.faults or ""),
+            fault_seed=args.fault_seed,
+            churn=args.churn,
+        )
+    except ValueError as error:  # EmulatorConfig checks its values and names the bad one
+        raise ConfigurationError(f"emulator: {error}") from None
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:

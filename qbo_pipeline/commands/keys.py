@@ -7,6 +7,7 @@ Rotation: put the new key first in QBO_TOKEN_KEYS (`k2:<new>,k1:<old>`), run
 from __future__ import annotations
 
 import argparse
+import sys
 
 from qbo_pipeline.vault.crypto import generate_key
 
@@ -17,13 +18,27 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _rotate(args: argparse.Namespace) -> int:
+    """Exit 1 when some realm could not be read: the rest are done, those need a person."""
     from qbo_pipeline.runtime import Runtime
 
-    store = Runtime.from_env().store
-    changed = store.rotate_keys()
-    total = len(store.list())
-    print(f"re-encrypted {changed} of {total} connections under key id {store.keyring.primary_kid}")
-    return 0
+    report = Runtime.from_env().store.rotate_keys()
+    already = f" ({len(report.current)} already were)" if report.current else ""
+    print(
+        f"re-encrypted {len(report.reencrypted)} of {report.total} connections under key id "
+        f"{report.primary_kid}{already}"
+    )
+    if not report.unreadable:
+        return 0
+    for realm_id, reason in sorted(report.unreadable.items()):
+        print(f"realm {realm_id}: not re-encrypted: {reason}", file=sys.stderr)
+    print(
+        f"{len(report.unreadable)} connection(s) could not be read with any key of "
+        "QBO_TOKEN_KEYS: add the key they were encrypted with as a later entry and run "
+        "`qbo-pipeline keys rotate` again, or reconnect those companies "
+        "(`qbo-pipeline auth authorize --realm R`)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:

@@ -8,11 +8,12 @@ import sys
 
 def _sync(args: argparse.Namespace) -> int:
     from qbo_pipeline.commands.execution import dagster_instance, sync_realms
+    from qbo_pipeline.quickbooks.realms import check_realm_id
     from qbo_pipeline.runtime import Runtime
 
     runtime = Runtime.from_env()
     if args.realm:
-        realms = [runtime.store.get(realm).realm_id for realm in args.realm]
+        realms = [runtime.store.get(check_realm_id(r, name="--realm")).realm_id for r in args.realm]
     else:
         realms = [c.realm_id for c in runtime.store.list() if c.status == "active"]
     if not realms:

@@ -4,21 +4,29 @@ An entity with lines is one multi-asset: invoices and invoice_lines come from th
 API pages and are written in the same transactions, so they materialise together.
 """
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
 
 from qbo_pipeline.defs.partitions import realm_partitions
-from qbo_pipeline.defs.resources import QuickBooksResource, WarehouseResource
+from qbo_pipeline.defs.resources import (
+    QuickBooksResource,
+    WarehouseResource,
+    warehouse_resource,
+)
+from qbo_pipeline.errors import PipelineError, is_transient
 from qbo_pipeline.quickbooks.catalog import ENTITIES, Column, ColumnType, Entity
-from qbo_pipeline.quickbooks.faults import QuickBooksError, ValidationFault
 from qbo_pipeline.sync.engine import EntitySyncResult, SyncOptions, sync_entity
-from qbo_pipeline.vault.errors import VaultError
 from qbo_pipeline.warehouse.base import Warehouse
 
 GROUP = "quickbooks"
+KEY_PREFIX = "qbo"
+# Only transient failures are retried (see _as_dagster_failure); jitter keeps the retries
+# of many realms' runs that failed together (Intuit down) from returning together.
+RETRY_POLICY = dg.RetryPolicy(
+    max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
 _DAGSTER_TYPES = {
     ColumnType.TEXT: "string",
     ColumnType.BOOLEAN: "boolean",
@@ -43,38 +51,42 @@ def _schema(keys: tuple[str, ...], columns: tuple[Column, ...]) -> dg.TableSchem
     )
 
 
-def _kinds() -> set[str]:
-    """The warehouse kind shown in the UI follows QBO_WAREHOUSE_URL at load time."""
-    url = os.environ.get("QBO_WAREHOUSE_URL", "")
-    return {"quickbooks", "postgres" if url.startswith("postgres") else "duckdb"}
+def table_key(table: str) -> dg.AssetKey:
+    """Every QuickBooks table is an asset under `qbo/`, as it is a table in schema qbo."""
+    return dg.AssetKey([KEY_PREFIX, table])
 
 
-def _specs(entity: Entity) -> list[dg.AssetSpec]:
-    specs = [
-        dg.AssetSpec(
-            entity.table,
-            group_name=GROUP,
-            kinds=_kinds(),
-            description=entity.description,
-            metadata={
-                "dagster/table_name": f"qbo.{entity.table}",
-                "dagster/column_schema": _schema((), entity.columns),
-            },
-        )
-    ]
+def _spec(
+    table: str,
+    description: str,
+    columns: tuple[Column, ...],
+    keys: tuple[str, ...] = (),
+    *,
+    warehouse_kind: str,
+) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        table_key(table),
+        group_name=GROUP,
+        kinds={"quickbooks", warehouse_kind},
+        description=description,
+        metadata={
+            "dagster/table_name": f"qbo.{table}",
+            "dagster/column_schema": _schema(keys, columns),
+        },
+    )
+
+
+def _specs(entity: Entity, warehouse_kind: str) -> list[dg.AssetSpec]:
+    specs = [_spec(entity.table, entity.description, entity.columns, warehouse_kind=warehouse_kind)]
     if entity.lines:
+        lines = entity.lines
         specs.append(
-            dg.AssetSpec(
-                entity.lines.table,
-                group_name=GROUP,
-                kinds=_kinds(),
-                description=entity.lines.description,
-                metadata={
-                    "dagster/table_name": f"qbo.{entity.lines.table}",
-                    "dagster/column_schema": _schema(
-                        (entity.lines.parent_key, "line_index"), entity.lines.columns
-                    ),
-                },
+            _spec(
+                lines.table,
+                lines.description,
+                lines.columns,
+                (lines.parent_key, "line_index"),
+                warehouse_kind=warehouse_kind,
             )
         )
     return specs
@@ -84,22 +96,21 @@ def _materializations(
     entity: Entity, result: EntitySyncResult, warehouse: Warehouse
 ) -> Iterator[dg.MaterializeResult]:
     realm = result.realm_id
-    yield dg.MaterializeResult(
-        asset_key=entity.table,
-        metadata={
-            "dagster/row_count": warehouse.count(entity.table, realm),
-            "rows_loaded": result.rows,
-            "rows_deleted": result.deleted,
-            "pages": result.pages,
-            "mode": result.mode,
-            "seconds": round(result.seconds, 3),
-            "cursor": result.cursor.isoformat() if result.cursor else "none",
-            "realm_id": realm,
-        },
-    )
+    metadata: dict[str, object] = {
+        "dagster/row_count": warehouse.count(entity.table, realm),
+        "rows_loaded": result.rows,
+        "rows_deleted": result.deleted,
+        "pages": result.pages,
+        "mode": result.mode,
+        "seconds": round(result.seconds, 3),
+        "realm_id": realm,
+    }
+    if result.cursor is not None:
+        metadata["cursor"] = dg.MetadataValue.timestamp(result.cursor)
+    yield dg.MaterializeResult(asset_key=table_key(entity.table), metadata=metadata)
     if entity.lines:
         yield dg.MaterializeResult(
-            asset_key=entity.lines.table,
+            asset_key=table_key(entity.lines.table),
             metadata={
                 "dagster/row_count": warehouse.count(entity.lines.table, realm),
                 "lines_loaded": result.lines,
@@ -110,21 +121,20 @@ def _materializations(
 
 @contextmanager
 def _as_dagster_failure() -> Iterator[None]:
-    """Errors a retry cannot fix fail the run at once; transient ones may be retried."""
+    """The project's errors fail the step with their one line; only transient ones (see
+    qbo_pipeline.errors) may be retried by the retry policy."""
     try:
         yield
-    except (VaultError, ValidationFault) as error:  # reconnect, key or realm problems
-        raise dg.Failure(description=str(error), allow_retries=False) from None
-    except QuickBooksError as error:
-        raise dg.Failure(description=str(error)) from None
+    except PipelineError as error:
+        raise dg.Failure(description=str(error), allow_retries=is_transient(error)) from None
 
 
-def build_entity_asset(entity: Entity) -> dg.AssetsDefinition:
+def build_entity_asset(entity: Entity, *, warehouse_kind: str) -> dg.AssetsDefinition:
     @dg.multi_asset(
         name=entity.table,
-        specs=_specs(entity),
+        specs=_specs(entity, warehouse_kind),
         partitions_def=realm_partitions,
-        retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL),
+        retry_policy=RETRY_POLICY,
     )
     def _entity_asset(
         context: dg.AssetExecutionContext,
@@ -158,4 +168,6 @@ def build_entity_asset(entity: Entity) -> dg.AssetsDefinition:
     return _entity_asset
 
 
-entity_assets = [build_entity_asset(entity) for entity in ENTITIES]
+entity_assets = [
+    build_entity_asset(entity, warehouse_kind=warehouse_resource.kind) for entity in ENTITIES
+]

@@ -11,9 +11,11 @@ from datetime import timedelta
 import dagster as dg
 from pydantic import PrivateAttr
 
+from qbo_pipeline.errors import ConfigurationError
 from qbo_pipeline.quickbooks.client import QuickBooksClient
 from qbo_pipeline.quickbooks.limiter import Limits
 from qbo_pipeline.runtime import Runtime
+from qbo_pipeline.settings import Settings
 from qbo_pipeline.warehouse.base import Warehouse
 
 
@@ -58,15 +60,32 @@ class QuickBooksResource(dg.ConfigurableResource):
 class WarehouseResource(dg.ConfigurableResource):
     """The warehouse named by QBO_WAREHOUSE_URL (a DuckDB file under .qbo by default)."""
 
+    @property
+    def kind(self) -> str:
+        """ "duckdb" or "postgres": the tag the UI shows on every table asset.
+
+        A URL that is not one of those is reported when a run opens the warehouse; the
+        definitions still load, so the UI shows the runs that fail and why.
+        """
+        try:
+            url = Settings.from_env().warehouse_url
+        except ConfigurationError:
+            return "duckdb"
+        return "postgres" if (url or "").lower().startswith("postgres") else "duckdb"
+
     @contextmanager
     def open(self) -> Iterator[Warehouse]:
         with Runtime.from_env().warehouse() as warehouse:
             yield warehouse
 
 
+quickbooks_resource = QuickBooksResource()
+warehouse_resource = WarehouseResource()
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
     """Bound here once, so every asset, sensor and schedule gets them by parameter name."""
     return dg.Definitions(
-        resources={"quickbooks": QuickBooksResource(), "warehouse": WarehouseResource()}
+        resources={"quickbooks": quickbooks_resource, "warehouse": warehouse_resource}
     )

@@ -21,9 +21,8 @@ from qbo_pipeline.alerts import (
 )
 from qbo_pipeline.defs import jobs
 from qbo_pipeline.defs.partitions import realm_partitions
+from qbo_pipeline.errors import PipelineError
 from qbo_pipeline.runtime import Runtime
-from qbo_pipeline.settings import SettingsError
-from qbo_pipeline.vault.errors import VaultError
 
 EVENTS_PER_TICK = 1000
 # Without a cursor (first tick, or after a reset) only recent problems are alerted, so a
@@ -43,7 +42,7 @@ def realm_partitions_sensor(
     try:
         runtime = Runtime.from_env()
         active = {c.realm_id for c in runtime.store.list() if c.status == "active"}
-    except (SettingsError, VaultError, ValueError) as error:
+    except PipelineError as error:
         return dg.SkipReason(f"cannot read the QuickBooks connections: {error}")
     known = set(context.instance.get_dynamic_partitions(realm_partitions.name))
     new = sorted(active - known)
@@ -107,7 +106,7 @@ def token_health_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
             connections = store.list()
         finally:
             store.db.close()
-    except (SettingsError, VaultError, ValueError) as error:
+    except PipelineError as error:
         return dg.SensorResult(
             skip_reason=f"cannot read the QuickBooks connections: {error}", cursor=context.cursor
         )

@@ -1,4 +1,5 @@
-"""The emulator's own API under /_emulator/: data, counters, clock, limits, faults, churn.
+"""The emulator's own API under /_emulator/: companies, consent, data, counters, clock,
+limits, faults, churn, and the OAuth server's failures, stalls and token introspection.
 
 Not part of QBO and unauthenticated; for tests, the demo and benchmarks. Every setting
 the CLI takes at start-up can be changed here while serving.
@@ -15,8 +16,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from qbo_pipeline.emulator import churn
-from qbo_pipeline.emulator.config import TOKEN_FAILURE_STATUSES
-from qbo_pipeline.emulator.store import EmulatorState
+from qbo_pipeline.emulator.company import Company
+from qbo_pipeline.emulator.config import TOKEN_FAILURE_STATUSES, check_realm_id
+from qbo_pipeline.emulator.store import EmulatorState, TokenEndpointStall
 from qbo_pipeline.quickbooks import catalog
 from qbo_pipeline.quickbooks.timestamps import format_qbo
 
@@ -39,19 +41,65 @@ async def _json_body(request: Request) -> dict:
     return body if isinstance(body, dict) else {}
 
 
+def _listing(company: Company) -> dict[str, Any]:
+    return {
+        "realm_id": company.realm_id,
+        "company_name": company.name,
+        "customers": len(company.tables[catalog.CUSTOMER.name]),
+        "invoices": len(company.tables[catalog.INVOICE.name]),
+    }
+
+
 async def companies(request: Request) -> Response:
-    listing = [
-        {
-            "realm_id": company.realm_id,
-            "customers": len(company.tables[catalog.CUSTOMER.name]),
-            "invoices": len(company.tables[catalog.INVOICE.name]),
-        }
-        for company in _state(request).companies.values()
-    ]
-    return JSONResponse(listing)
+    """The companies served; POST generates another, for tests that connect several."""
+    state = _state(request)
+    if request.method == "POST":
+        return await _add_company(request, state)
+    return JSONResponse([_listing(company) for company in state.companies.values()])
 
 
-def _company(request: Request):
+async def _add_company(request: Request, state: EmulatorState) -> Response:
+    """`{"realm_id", "customers", "invoices", "seed", "company_name"}`; all but realm_id
+    default to the emulator's own settings, the name to one drawn from the seed."""
+    body = await _json_body(request)
+    config = state.config
+    try:
+        realm_id = check_realm_id(body.get("realm_id"))
+        customers = _count(body, "customers", config.customers)
+        invoices = _count(body, "invoices", config.invoices)
+        seed = _count(body, "seed", config.seed)
+        name = body.get("company_name")
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise ValueError("company_name must be a non-empty string")
+        if invoices and not customers:
+            raise ValueError("invoices need at least one customer to bill")
+    except ValueError as error:
+        return _error(str(error))
+    if realm_id in state.companies:
+        return _error(f"realm {realm_id} exists", 409)
+    company = Company.generated(realm_id, seed, customers, invoices, name)
+    state.companies[realm_id] = company
+    return JSONResponse(_listing(company), status_code=201)
+
+
+def _count(body: dict, key: str, default: int) -> int:
+    return _number(body, key, minimum=0, integer=True) if key in body else default
+
+
+async def consent(request: Request) -> Response:
+    """The company the user picks on Intuit's consent page, for every authorization after."""
+    state = _state(request)
+    if request.method == "POST":
+        realm_id = (await _json_body(request)).get("realm_id")
+        if not isinstance(realm_id, str) or not realm_id:
+            return _error("realm_id is required")
+        if realm_id not in state.companies:
+            return _error("unknown realm", 404)
+        state.consent_realm = realm_id
+    return JSONResponse({"realm_id": state.consent_realm})
+
+
+def _company(request: Request) -> Company | None:
     return _state(request).companies.get(request.path_params["realm_id"])
 
 
@@ -141,6 +189,54 @@ async def token_failures(request: Request) -> Response:
         return _error("count must be a non-negative integer, or omitted to fail until DELETE")
     failures.set(status, count)
     return JSONResponse({"status": status, "count": count})
+
+
+def _stall_json(stall: TokenEndpointStall) -> dict[str, Any]:
+    return {
+        "active": stall.active,
+        "realm_id": stall.realm_id,
+        "seconds": stall.seconds,
+        "held": stall.held,
+    }
+
+
+async def token_stall(request: Request) -> Response:
+    """Hold token requests: `{"realm_id": realm or null for all, "seconds": n or null}`.
+
+    null seconds hold them until DELETE, which answers every held request and stops.
+    """
+    state = _state(request)
+    stall = state.token_stall
+    if request.method == "DELETE":
+        released = stall.release()
+        return JSONResponse(
+            {"active": False, "realm_id": None, "seconds": None, "released": released}
+        )
+    if request.method == "POST":
+        body = await _json_body(request)
+        realm_id, seconds = body.get("realm_id"), body.get("seconds")
+        if realm_id is not None and not isinstance(realm_id, str):
+            return _error("realm_id must be a realm id, or null for every realm")
+        if realm_id is not None and realm_id not in state.companies:
+            return _error("unknown realm", 404)
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0
+        ):
+            return _error("seconds must be a positive number, or null to hold until DELETE")
+        stall.set(realm_id, None if seconds is None else float(seconds))
+    return JSONResponse(_stall_json(stall))
+
+
+async def introspect(request: Request) -> Response:
+    """RFC 7662's answer for `{"token"}`: would a refresh or an API call with it work now?"""
+    state = _state(request)
+    value = (await _json_body(request)).get("token")
+    if not isinstance(value, str) or not value:
+        return _error("token is required")
+    found = state.tokens.introspect(value, state.clock.now())
+    return JSONResponse(
+        {"active": found.active, "token_type": found.token_type, "realm_id": found.realm_id}
+    )
 
 
 async def clock(request: Request) -> Response:
@@ -250,7 +346,8 @@ async def mutate(request: Request) -> Response:
 
 
 routes = [
-    Route("/_emulator/companies", companies),
+    Route("/_emulator/companies", companies, methods=["GET", "POST"]),
+    Route("/_emulator/consent", consent, methods=["GET", "POST"]),
     Route("/_emulator/companies/{realm_id}/entities/{entity}", entities),
     Route("/_emulator/companies/{realm_id}/summary", summary),
     Route("/_emulator/companies/{realm_id}/deletions", deletions),
@@ -263,5 +360,7 @@ routes = [
     Route("/_emulator/tokens/expire", expire_tokens, methods=["POST"]),
     Route("/_emulator/faults", faults, methods=["POST", "DELETE"]),
     Route("/_emulator/oauth/failures", token_failures, methods=["POST", "DELETE"]),
+    Route("/_emulator/oauth/stall", token_stall, methods=["GET", "POST", "DELETE"]),
+    Route("/_emulator/oauth/introspect", introspect, methods=["POST"]),
     Route("/_emulator/clock", clock, methods=["GET", "POST"]),
 ]

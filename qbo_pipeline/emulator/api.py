@@ -1,4 +1,5 @@
-"""The accounting API under /v3/company/{realmId}/: query, read, write, CDC and batch.
+"""The accounting API under /v3/company/{realmId}/: query, read, write, CDC, batch and
+CompanyInfo.
 
 Limits and injected faults are answered before these routes (app.QuickBooksGate); here
 every request checks the bearer token (401 gateway fault), then the token's realm
@@ -156,12 +157,12 @@ async def run_query(request: Request, state: EmulatorState, company: Company) ->
         text = (await request.body()).decode("utf-8", "replace")
     else:
         text = request.query_params.get("query", "")
-    body, rows = query_response(company, text)
+    body, rows = query_response(state, company, text)
     request.state.rows = rows
     return _json(b'{"QueryResponse":' + body + b',"time":"' + _time(state) + b'"}')
 
 
-def query_response(company: Company, text: str) -> tuple[bytes, int]:
+def query_response(state: EmulatorState, company: Company, text: str) -> tuple[bytes, int]:
     """The QueryResponse object of a statement, as JSON bytes, and its row count.
 
     Pages are joined from each entity's cached JSON fragment: no dict is built or
@@ -172,7 +173,9 @@ def query_response(company: Company, text: str) -> tuple[bytes, int]:
     except query.QueryError as error:
         raise ServiceFault("4001", error.message, error.detail) from None
     if plan.count:
-        return b'{"totalCount":%d}' % company.count(plan), 0
+        total = company.count(plan)
+        state.stats.count_queries[company.realm_id] += 1
+        return b'{"totalCount":%d}' % total, 0
     ids = company.page(plan)
     if not ids:
         return b"{}", 0
@@ -199,6 +202,16 @@ async def read(request: Request, state: EmulatorState, company: Company) -> Resp
     if body is None:
         raise not_found(entity.name, entity_id)
     return _envelope(state, {entity.name: body})
+
+
+@accounting
+async def company_info(request: Request, state: EmulatorState, company: Company) -> Response:
+    """Not a catalog entity: one per realm, read by the realm's own id and by no other."""
+    entity_id = request.path_params["entity_id"]
+    if entity_id != company.realm_id:
+        raise not_found("CompanyInfo", entity_id)
+    request.state.rows = 1
+    return _envelope(state, {"CompanyInfo": company.info})
 
 
 @accounting
@@ -297,7 +310,7 @@ def _batch_item(state: EmulatorState, company: Company, item: dict) -> tuple[byt
                 "Unsupported Operation",
                 "The emulator's batch answers Query items only",
             )
-        body, rows = query_response(company, item["Query"])
+        body, rows = query_response(state, company, item["Query"])
     except ServiceFault as fault:
         error = service_fault_body(fault, state.clock.datetime())["Fault"]
         return head + b'"Fault":' + encode(error) + b"}", 0
@@ -308,6 +321,7 @@ routes = [
     Route("/v3/company/{realm_id}/query", run_query, methods=["GET", "POST"]),
     Route("/v3/company/{realm_id}/cdc", change_data_capture, methods=["GET"]),
     Route("/v3/company/{realm_id}/batch", batch, methods=["POST"]),
+    Route("/v3/company/{realm_id}/companyinfo/{entity_id}", company_info, methods=["GET"]),
     Route("/v3/company/{realm_id}/{resource}/{entity_id}", read, methods=["GET"]),
     Route("/v3/company/{realm_id}/{resource}", write, methods=["POST"]),
 ]

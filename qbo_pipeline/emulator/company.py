@@ -1,4 +1,5 @@
-"""One QBO company in memory: its entities, their query index, writes and deletions.
+"""One QBO company in memory: its CompanyInfo, its entities, their query index, writes
+and deletions.
 
 Each stored entity is indexed by its filterable properties (see query.project) and by
 (LastUpdatedTime, Id), and kept as the JSON fragment it is served as. Generated entities
@@ -29,16 +30,39 @@ from qbo_pipeline.quickbooks.timestamps import PACIFIC, format_qbo
 # Airbyte stream names in the replay format, and the entity each holds.
 REPLAY_STREAMS = {"customers": CUSTOMER, "invoices": INVOICE}
 _QUERY_CACHE_SIZE = 16
+# The sandbox company the replay fixture was recorded from; its name and address are on
+# the purchase orders recorded with it, its stamps those of its oldest records.
+SANDBOX_COMPANY_INFO: dict[str, Any] = {
+    "Id": "1",
+    "SyncToken": "0",
+    "domain": "QBO",
+    "sparse": False,
+    "CompanyName": "Craig's Design and Landscaping Services",
+    "LegalName": "Craig's Design and Landscaping Services",
+    "Country": "US",
+    "CompanyAddr": {
+        "Id": "1",
+        "Line1": "123 Sierra Way",
+        "City": "San Pablo",
+        "Country": "US",
+        "CountrySubDivisionCode": "CA",
+        "PostalCode": "87999",
+    },
+    "MetaData": {
+        "CreateTime": "2023-02-10T14:41:49-08:00",
+        "LastUpdatedTime": "2023-02-10T14:41:49-08:00",
+    },
+}
 
 
 @dataclass(frozen=True)
-class Deletion:
+class DeletionRecord:
     entity: str
     id: str
     deleted_at: datetime
 
 
-class Table:
+class EntityIndex:
     """The entities of one type, by numeric Id, with the indexes serving needs.
 
     - `timeline`: (LastUpdatedTime, Id) in order, so the sync's time-range pages are a
@@ -220,18 +244,21 @@ def encode(body: Any) -> bytes:
 class Company:
     """A realm's data and the QBO rules for changing it."""
 
-    def __init__(self, realm_id: str) -> None:
+    def __init__(self, realm_id: str, info: dict[str, Any]) -> None:
         self.realm_id = realm_id
-        self.tables = {entity.name: Table(entity) for entity in ENTITIES}
-        self.deletions: list[Deletion] = []
+        self.info = info  # the CompanyInfo entity, served as it is
+        self.tables = {entity.name: EntityIndex(entity) for entity in ENTITIES}
+        self.deletions: list[DeletionRecord] = []
         self._query_cache: OrderedDict[tuple[Any, ...], list[int]] = OrderedDict()
 
     # Building -------------------------------------------------------------------------------
 
     @classmethod
-    def generated(cls, realm_id: str, seed: int, customers: int, invoices: int) -> Company:
-        company = cls(realm_id)
+    def generated(
+        cls, realm_id: str, seed: int, customers: int, invoices: int, name: str | None = None
+    ) -> Company:
         generator = CompanyGenerator(seed, customers, invoices)
+        company = cls(realm_id, generator.company_info(name))
         invoice_table = company.tables[INVOICE.name]
         balances = [ZERO] * (customers + 1)
         generator.hold_cards()
@@ -255,7 +282,7 @@ class Company:
     @classmethod
     def replayed(cls, realm_id: str, path: Path) -> Company:
         """Entities from Airbyte record lines, served exactly as recorded."""
-        company = cls(realm_id)
+        company = cls(realm_id, copy.deepcopy(SANDBOX_COMPANY_INFO))
         with path.open(encoding="utf-8") as lines:
             for number, line in enumerate(lines, 1):
                 if not line.strip():
@@ -276,6 +303,10 @@ class Company:
         return company
 
     # Reading --------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.info["CompanyName"]
 
     def get(self, entity: str, entity_id: str) -> dict[str, Any] | None:
         try:
@@ -338,7 +369,7 @@ class Company:
         existing = self._existing(entity, payload)
         table = self.tables[entity.name]
         table.remove(int(existing["Id"]))
-        self.deletions.append(Deletion(entity.name, existing["Id"], now))
+        self.deletions.append(DeletionRecord(entity.name, existing["Id"], now))
         if entity is INVOICE:
             delta = -to_decimal(existing.get("Balance"))
             self._adjust_customer_balance(existing["CustomerRef"]["value"], delta, now)

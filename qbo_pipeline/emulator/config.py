@@ -1,10 +1,13 @@
-"""The emulator's settings: which company it serves and how its OAuth server behaves."""
+"""The emulator's settings: the company it starts with and how its OAuth server behaves."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Realm ids go into URL paths and admin routes; Intuit's are digits, tests use names too.
+REALM_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 ROTATION_POLICIES = ("intuit", "strict")
 # Statuses the token endpoint can be told to fail with: the transient ones a client should
 # retry. 4xx answers other than 429 mean something else (invalid_grant, invalid_client).
@@ -53,6 +56,7 @@ class EmulatorConfig:
     churn: float = 0.0
 
     def __post_init__(self) -> None:
+        check_realm_id(self.realm_id)
         if self.rotation not in ROTATION_POLICIES:
             raise ValueError(
                 f"rotation must be one of {', '.join(ROTATION_POLICIES)}, not {self.rotation!r}"
@@ -83,6 +87,12 @@ class EmulatorConfig:
         if self.churn < 0:
             raise ValueError("churn must not be negative changes per second")
         self.faults = check_fault_rates(self.faults)
+
+
+def check_realm_id(value: object) -> str:
+    if not isinstance(value, str) or not REALM_ID.fullmatch(value):
+        raise ValueError("realm_id must be 1-64 characters of 0-9, A-Z, a-z, _ and -")
+    return value
 
 
 def check_fault_rates(rates: dict[str, float]) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""The deterministic demo company: customers and invoices derived from a seed.
+"""The deterministic demo company: its CompanyInfo, customers and invoices from a seed.
 
 Every entity is a pure function of (seed, Id), so the company can be stored as a
 compact index and each entity rebuilt when served; 300,000 entities then cost a
@@ -193,6 +193,36 @@ class CompanyGenerator:
 
     def _rng(self, kind: int, number: int) -> random.Random:
         return random.Random(self.seed * 1_000_000_007 + number * 8 + kind)
+
+    # The company itself -------------------------------------------------------------------
+
+    def company_info(self, name: str | None = None) -> dict:
+        """The company's CompanyInfo; `name` replaces the one drawn from the seed."""
+        rng = self._rng(3, 0)
+        drawn = f"{rng.choice(COMPANY_WORDS)} {rng.choice(COMPANY_TRADES)}"
+        legal = drawn + rng.choice(COMPANY_SUFFIXES)
+        city, region_code, postal = rng.choice(REGIONS["USD"].places)
+        street = f"{rng.randrange(1, 9999)} {rng.choice(STREETS)}"
+        created = START - timedelta(days=rng.randrange(30, 365), seconds=rng.randrange(86400))
+        updated = _later(rng, created, days=365)
+        return {
+            "Id": "1",
+            "SyncToken": "0",
+            "domain": "QBO",
+            "sparse": False,
+            "CompanyName": name or drawn,
+            "LegalName": name or legal,
+            "Country": "US",
+            "CompanyAddr": {
+                "Id": "1",
+                "Line1": street,
+                "City": city,
+                "Country": "US",
+                "CountrySubDivisionCode": region_code,
+                "PostalCode": postal,
+            },
+            "MetaData": {"CreateTime": format_qbo(created), "LastUpdatedTime": format_qbo(updated)},
+        }
 
     # Customers ---------------------------------------------------------------------------
 

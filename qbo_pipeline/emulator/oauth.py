@@ -1,7 +1,9 @@
-"""Intuit's OAuth 2.0 server as QBO clients see it: discovery, authorize, token, revoke.
+"""Intuit's OAuth 2.0 server as QBO clients see it: discovery, JWKS, authorize, token,
+revoke and userinfo.
 
-Consent is given at once for the emulator's company, so a client's whole connect flow
-(redirect, callback, code exchange) runs unattended.
+Consent is given at once, for the company the admin API says the user picks (the
+emulator's first one unless told otherwise), so a client's whole connect flow (redirect,
+callback, code exchange) runs unattended.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import base64
 import binascii
 import json
 import logging
-import secrets
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.requests import Request
@@ -26,6 +27,7 @@ SCOPES_SUPPORTED = ("openid", "email", "profile", "address", "phone")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # The OAuth error an injected failure answers with (RFC 6749 §5.2 and §4.1.2.1 names).
 FAILURE_ERRORS = {500: "server_error", 502: "server_error"}
+ID_TOKEN_TTL = 3600
 
 
 def _state(request: Request) -> EmulatorState:
@@ -57,8 +59,7 @@ async def discovery(request: Request) -> Response:
 
 
 async def jwks(request: Request) -> Response:
-    """No keys: emulator id_tokens are not signed, so clients must not verify them."""
-    return JSONResponse({"keys": []})
+    return JSONResponse({"keys": [_state(request).signing_key.jwk()]})
 
 
 async def authorize(request: Request) -> Response:
@@ -80,15 +81,16 @@ async def authorize(request: Request) -> Response:
         error = "invalid_scope"
     if error:
         return _redirect(redirect_uri, {"error": error, "state": csrf})
+    realm_id = state.consent_realm
     code = state.tokens.issue_code(
         client_id=client_id,
         redirect_uri=redirect_uri,
-        realm_id=state.company.realm_id,
+        realm_id=realm_id,
         scopes=scopes,
         now=state.clock.now(),
     )
-    log.info("authorized client for realm %s", state.company.realm_id)
-    return _redirect(redirect_uri, {"code": code, "state": csrf, "realmId": state.company.realm_id})
+    log.info("authorized client for realm %s", realm_id)
+    return _redirect(redirect_uri, {"code": code, "state": csrf, "realmId": realm_id})
 
 
 def _redirect(uri: str, params: dict[str, str | None]) -> Response:
@@ -135,6 +137,9 @@ async def token(request: Request) -> Response:
     form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
     state.stats.token_calls += 1
     state.stats.token_calls_by_grant[form.get("grant_type") or "none"] += 1
+    if state.token_stall.covers(_request_realm(state, form)):
+        state.stats.token_stalled += 1
+        await state.token_stall.hold()
     failure = state.token_failures.take()
     if failure is not None:
         return _injected_failure(state, failure)
@@ -170,6 +175,15 @@ async def token(request: Request) -> Response:
     )
 
 
+def _request_realm(state: EmulatorState, form: dict[str, str]) -> str | None:
+    """The realm whose code or refresh token the request presents, if the emulator knows it."""
+    if form.get("grant_type") == "authorization_code":
+        return state.tokens.code_realm(form.get("code", ""))
+    if form.get("grant_type") == "refresh_token":
+        return state.tokens.refresh_realm(form.get("refresh_token", ""))
+    return None
+
+
 def _token_body(issued: Issued, request: Request, *, include_hard_expiry: bool, now: float) -> dict:
     body: dict[str, object] = {
         "token_type": "bearer",
@@ -179,19 +193,14 @@ def _token_body(issued: Issued, request: Request, *, include_hard_expiry: bool, 
         "access_token": issued.access_token,
     }
     if "openid" in issued.grant.scopes:
-        body["id_token"] = _id_token(issued, _base_url(request), now)
+        body["id_token"] = _id_token(_state(request), issued, _base_url(request), now)
     if include_hard_expiry:
         body["x_refresh_token_hard_expires_in"] = issued.hard_expires_in
     return body
 
 
-def _id_token(issued: Issued, base: str, now: float) -> str:
-    """JWT-shaped with Intuit's claims; the signature is random bytes, not a signature."""
-
-    def segment(value: dict) -> str:
-        raw = json.dumps(value, separators=(",", ":")).encode()
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
+def _id_token(state: EmulatorState, issued: Issued, base: str, now: float) -> str:
+    """Intuit's claims, signed with the key /op/v1/jwks publishes."""
     grant = issued.grant
     claims = {
         "sub": f"emulator-user-{grant.id}",
@@ -199,12 +208,10 @@ def _id_token(issued: Issued, base: str, now: float) -> str:
         "realmid": grant.realm_id,
         "auth_time": int(grant.created_at),
         "iss": f"{base}/op/v1",
-        "exp": int(now) + issued.expires_in,
+        "exp": int(now) + ID_TOKEN_TTL,
         "iat": int(now),
     }
-    header = segment({"kid": "emulator", "alg": "RS256"})
-    signature = base64.urlsafe_b64encode(secrets.token_bytes(128)).rstrip(b"=").decode()
-    return f"{header}.{segment(claims)}.{signature}"
+    return state.signing_key.sign(claims)
 
 
 async def revoke(request: Request) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from types import TracebackType
 
@@ -42,6 +43,10 @@ class EmulatorServer:
         return self
 
     def stop(self) -> None:
+        """Release stalled token requests first: uvicorn waits for every open request."""
+        if self.state.token_stall.held:
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.delete(f"{self.base_url}/_emulator/oauth/stall", timeout=5)
         self._server.stop()
 
     def __enter__(self) -> EmulatorServer:
@@ -79,9 +84,10 @@ def serve(config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: i
     company = app.state.emulator.company
     counts = company.counts()
     log.info(
-        "QBO emulator listening on %s (realm %s, %d customers, %d invoices; %s)",
+        "QBO emulator listening on %s (realm %s, %s, %d customers, %d invoices; %s)",
         server.base_url,
         company.realm_id,
+        company.name,
         counts[CUSTOMER.name],
         counts[INVOICE.name],
         _behaviour(config),

@@ -1,4 +1,5 @@
-"""The emulator's whole in-memory state: companies, tokens, clock, counters, faults.
+"""The emulator's whole in-memory state: companies, consent, tokens, signing key, clock,
+counters, faults and stalls.
 
 Handlers run on one event loop and never await while changing it, so no locks (the
 limits take one anyway, see limits.py).
@@ -7,16 +8,20 @@ limits take one anyway, see limits.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import random
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from qbo_pipeline.emulator.company import Company
 from qbo_pipeline.emulator.config import FAULT_KINDS, EmulatorConfig, check_fault_rates
 from qbo_pipeline.emulator.limits import Limits
+from qbo_pipeline.emulator.signing import SigningKey
 from qbo_pipeline.emulator.tokens import TokenAuthority
 
 
@@ -25,9 +30,21 @@ class Clock:
 
     def __init__(self) -> None:
         self.offset = 0.0
+        self._frozen: float | None = None
 
     def now(self) -> float:
+        if self._frozen is not None:
+            return self._frozen
         return time.time() + self.offset
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """One instant for everything done in the block, as QBO stamps a bulk import."""
+        self._frozen = self.now()
+        try:
+            yield
+        finally:
+            self._frozen = None
 
     def datetime(self) -> datetime:
         return datetime.fromtimestamp(self.now(), tz=UTC)
@@ -106,6 +123,47 @@ class TokenEndpointFailures:
         self.status, self.remaining = None, None
 
 
+class TokenEndpointStall:
+    """Token endpoint requests held before they are answered, as a slow Intuit holds them.
+
+    `realm_id` None holds every request; `seconds` None holds until `release`. A held
+    request awaits an event, so the loop, and every other request, goes on meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self.active = False
+        self.realm_id: str | None = None
+        self.seconds: float | None = None
+        self.held = 0
+        self._released: asyncio.Event | None = None
+
+    def set(self, realm_id: str | None, seconds: float | None) -> None:
+        self.active, self.realm_id, self.seconds = True, realm_id, seconds
+
+    def covers(self, realm_id: str | None) -> bool:
+        return self.active and (self.realm_id is None or realm_id == self.realm_id)
+
+    async def hold(self) -> None:
+        if self._released is None:
+            self._released = asyncio.Event()
+        released, seconds = self._released, self.seconds
+        self.held += 1
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(released.wait(), seconds)
+        finally:
+            self.held -= 1
+
+    def release(self) -> int:
+        """Let every held request be answered and hold no more; how many were held."""
+        held = self.held
+        if self._released is not None:
+            self._released.set()
+            self._released = None
+        self.active, self.realm_id, self.seconds = False, None, None
+        return held
+
+
 @dataclass
 class Stats:
     """Counters tests read through /_emulator/stats to see exactly what reached QBO."""
@@ -117,9 +175,11 @@ class Stats:
     grants: Counter[str] = field(default_factory=Counter)  # successful calls
     token_errors: Counter[str] = field(default_factory=Counter)  # refusals, not injected
     token_failures_injected: int = 0
+    token_stalled: int = 0  # requests held by a stall
     throttled: Counter[str] = field(default_factory=Counter)  # 429s per realm
     faults: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     cdc_calls: Counter[str] = field(default_factory=Counter)
+    count_queries: Counter[str] = field(default_factory=Counter)  # SELECT COUNT(*) answered
     batch_calls: Counter[str] = field(default_factory=Counter)
     batch_items: Counter[str] = field(default_factory=Counter)
     churn_changes: int = 0
@@ -144,6 +204,7 @@ class Stats:
                 "invalid_grant": self.token_errors["invalid_grant"],
                 "errors": dict(self.token_errors),
                 "failures_injected": self.token_failures_injected,
+                "stalled": self.token_stalled,
             },
             "churn_changes": self.churn_changes,
         }
@@ -158,6 +219,7 @@ class Stats:
             "in_flight": meter.in_flight if meter else 0,
             "faults": dict(self.faults[realm]),
             "cdc_calls": self.cdc_calls[realm],
+            "count_queries": self.count_queries[realm],
             "batch_calls": self.batch_calls[realm],
             "batch_items": self.batch_items[realm],
         }
@@ -173,6 +235,10 @@ class EmulatorState:
             rotation=config.rotation,
         )
         self.companies: dict[str, Company] = {config.realm_id: _build_company(config)}
+        # The company the emulated user picks on Intuit's consent page.
+        self.consent_realm = config.realm_id
+        self.signing_key = SigningKey()
+        self.token_stall = TokenEndpointStall()
         self.faults = InjectedFaults()
         fault_seed = config.seed if config.fault_seed is None else config.fault_seed
         self.fault_rates = FaultRates(config.faults, fault_seed)
@@ -200,7 +266,7 @@ class EmulatorState:
 
     @property
     def company(self) -> Company:
-        """The company the authorization endpoint connects."""
+        """The company the emulator started with, `config.realm_id`."""
         return self.companies[self.config.realm_id]
 
     def client_allowed(self, client_id: str, client_secret: str) -> bool:

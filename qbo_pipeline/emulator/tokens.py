@@ -82,6 +82,15 @@ class AuthorizationCode:
 
 
 @dataclass(frozen=True)
+class Introspection:
+    """RFC 7662's answer: whether the token works now, what it is and whose it is."""
+
+    active: bool
+    token_type: str | None  # "refresh_token", "access_token", or None when unknown
+    realm_id: str | None
+
+
+@dataclass(frozen=True)
 class Issued:
     """A token response's values, handed out once."""
 
@@ -166,13 +175,22 @@ class TokenAuthority:
 
     def refresh(self, token: str, *, client_id: str, now: float) -> Issued:
         record = self._refresh.get(_digest(token))
-        if record is None or record.grant.client_id != client_id or record.grant.revoked:
+        if record is None or record.grant.client_id != client_id:
             raise InvalidGrant("Incorrect or invalid refresh token")
-        if now >= record.expires_at or now >= record.grant.hard_expires_at:
-            raise InvalidGrant("Refresh token expired")
-        if record.superseded_at is not None and now >= record.superseded_at + self.grace:
-            raise InvalidGrant("Incorrect or invalid refresh token")
+        refusal = self._refusal(record, now)
+        if refusal is not None:
+            raise InvalidGrant(refusal)
         return self._issue(record.grant, now)
+
+    def _refusal(self, record: RefreshToken, now: float) -> str | None:
+        """Why a known refresh token cannot be used now, as invalid_grant describes it."""
+        if record.grant.revoked:
+            return "Incorrect or invalid refresh token"
+        if now >= record.expires_at or now >= record.grant.hard_expires_at:
+            return "Refresh token expired"
+        if record.superseded_at is not None and now >= record.superseded_at + self.grace:
+            return "Incorrect or invalid refresh token"
+        return None
 
     def _issue(self, grant: Grant, now: float) -> Issued:
         """A new access token, with the grant's current refresh token or its replacement.
@@ -233,6 +251,27 @@ class TokenAuthority:
         if now >= record.expires_at:
             return None, "Token expired"
         return record, ""
+
+    def code_realm(self, code: str) -> str | None:
+        record = self._codes.get(_digest(code))
+        return record.realm_id if record is not None else None
+
+    def refresh_realm(self, token: str) -> str | None:
+        """The realm of the grant the refresh token belongs to, live or not."""
+        record = self._refresh.get(_digest(token))
+        return record.grant.realm_id if record is not None else None
+
+    def introspect(self, token: str, now: float) -> Introspection:
+        """Whether a refresh with it, or an API call with it, would succeed at `now`."""
+        refresh = self._refresh.get(_digest(token))
+        if refresh is not None:
+            active = self._refusal(refresh, now) is None
+            return Introspection(active, "refresh_token", refresh.grant.realm_id)
+        access = self._access.get(_digest(token))
+        if access is not None:
+            active = self.access(token, now)[0] is not None
+            return Introspection(active, "access_token", access.grant.realm_id)
+        return Introspection(False, None, None)
 
     def expire_access_tokens(self, now: float) -> int:
         for record in self._access.values():

@@ -25,11 +25,12 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from qbo_pipeline.errors import is_transient
 from qbo_pipeline.quickbooks.catalog import Entity
 from qbo_pipeline.quickbooks.faults import (
     AuthenticationFailed,
     QuickBooksError,
-    ServiceUnavailable,
+    QuickBooksUnreachable,
     ThrottleExceeded,
     fault_from_response,
 )
@@ -50,8 +51,26 @@ class TokenSource(Protocol):
     def refresh_after_unauthorized(self, rejected: str) -> str: ...
 
 
+class FixedToken:
+    """One access token, never refreshed: for checking a grant before it is stored."""
+
+    def __init__(self, access_token: str) -> None:
+        self._access_token = access_token
+
+    def __repr__(self) -> str:
+        return "FixedToken()"
+
+    def access_token(self) -> str:
+        return self._access_token
+
+    def refresh_after_unauthorized(self, rejected: str) -> str:
+        return rejected  # the retry then fails the same way, and says so
+
+
 class TruncatedResponse(QuickBooksError):
     """A 200 whose body is not complete JSON: the connection dropped mid-body."""
+
+    transient = True
 
 
 @dataclass(frozen=True)
@@ -76,12 +95,6 @@ class ChangeSet:
             for row in self.changed.get(entity.name, [])
             if row.get("status") == "Deleted"
         ]
-
-
-def _is_transient(error: BaseException) -> bool:
-    return isinstance(
-        error, ServiceUnavailable | ThrottleExceeded | TruncatedResponse | httpx.TransportError
-    )
 
 
 def _backoff(initial: float, maximum: float) -> Callable[[RetryCallState], float]:
@@ -120,7 +133,7 @@ class QuickBooksClient:
         )
         self.limiter = limiter or limiter_for(self.base_url, realm_id, limits)
         self._retrying = Retrying(
-            retry=retry_if_exception(_is_transient),
+            retry=retry_if_exception(is_transient),
             wait=_backoff(backoff_initial, backoff_max),
             stop=stop_after_attempt(max_attempts),
             reraise=True,
@@ -185,6 +198,11 @@ class QuickBooksClient:
         document = self._request_json("query", statement)
         return int(document.get("QueryResponse", {}).get("totalCount", 0))
 
+    def company_info(self) -> dict:
+        """The company's CompanyInfo: whose data this realm's token opens."""
+        document = self._request_json(f"companyinfo/{quote(self.realm_id)}", None)
+        return document.get("CompanyInfo") or {}
+
     def get(self, entity: Entity, entity_id: str) -> dict:
         document = self._request_json(f"{entity.resource}/{quote(entity_id)}", None)
         return document[entity.name]
@@ -225,13 +243,18 @@ class QuickBooksClient:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         params: dict[str, str] = {**extra, "minorversion": str(MINOR_VERSION)}
         with self.limiter.slot():
-            if statement is not None and len(statement) > _LONG_QUERY:
-                headers["Content-Type"] = "application/text"
-                response = self._http.post(url, params=params, headers=headers, content=statement)
-            else:
-                if statement is not None:
-                    params["query"] = statement
-                response = self._http.get(url, params=params, headers=headers)
+            try:
+                if statement is not None and len(statement) > _LONG_QUERY:
+                    headers["Content-Type"] = "application/text"
+                    response = self._http.post(
+                        url, params=params, headers=headers, content=statement
+                    )
+                else:
+                    if statement is not None:
+                        params["query"] = statement
+                    response = self._http.get(url, params=params, headers=headers)
+            except httpx.TransportError as error:
+                raise QuickBooksUnreachable(f"QuickBooks at {self.base_url}", error) from error
         fault = fault_from_response(response, context=context)
         if fault is not None:
             raise fault

@@ -15,18 +15,28 @@ from dataclasses import dataclass
 
 import httpx
 
+from qbo_pipeline.errors import PipelineError
 
-class QuickBooksError(Exception):
+
+class QuickBooksError(PipelineError):
     """Anything that went wrong talking to QuickBooks Online or Intuit's OAuth server."""
 
-    def __init__(self, message: str, *, intuit_tid: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, intuit_tid: str | None = None, transient: bool | None = None
+    ) -> None:
         self.intuit_tid = intuit_tid
         suffix = f" (intuit_tid {intuit_tid})" if intuit_tid else ""
-        super().__init__(f"{message}{suffix}")
+        super().__init__(f"{message}{suffix}", transient=transient)
 
 
-class ConfigurationError(QuickBooksError):
-    """The app settings are missing or wrong; the message names the setting."""
+class QuickBooksUnreachable(QuickBooksError):
+    """No answer at all: refused, reset or timed out; the network or Intuit may recover."""
+
+    transient = True
+
+    def __init__(self, what: str, error: Exception) -> None:
+        # httpx messages can quote the URL with its query; the class name says enough.
+        super().__init__(f"cannot reach {what} ({type(error).__name__}); retry later")
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,8 @@ class AuthorizationFailed(QuickBooksFault):
 class ThrottleExceeded(QuickBooksFault):
     """429: over 500 requests a minute or 10 in flight for the realm."""
 
+    transient = True
+
     def __init__(self, *args: object, retry_after: float | None = None, **kwargs: object) -> None:
         self.retry_after = retry_after
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -86,6 +98,8 @@ class ObjectNotFound(ValidationFault):
 class ServiceUnavailable(QuickBooksFault):
     """5xx: QBO failed; the request may succeed if sent again."""
 
+    transient = True
+
 
 class OAuthError(QuickBooksError):
     """An error answered by Intuit's token or revoke endpoint."""
@@ -98,7 +112,8 @@ class OAuthError(QuickBooksError):
         text = f"Intuit OAuth error {error} (HTTP {status})"
         if description:
             text += f": {description}"
-        super().__init__(text, intuit_tid=intuit_tid)
+        # Intuit's token endpoint failing or throttling passes; a refusal (4xx) does not.
+        super().__init__(text, intuit_tid=intuit_tid, transient=status >= 500 or status == 429)
 
 
 class InvalidGrant(OAuthError):

@@ -6,12 +6,27 @@ hide inactive rows unless the query mentions `Active`, which a sync must never m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from qbo_pipeline.quickbooks.catalog import Entity
 from qbo_pipeline.quickbooks.timestamps import format_qbo
 
 MAX_RESULTS = 1000
+
+
+def string_literal(value: str) -> str:
+    """Any text as a quoted literal: QBO escapes a quote, and so a backslash, with a
+    backslash. Ids come from the warehouse, which anyone with write access can edit."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def select_by_ids(entity: Entity, ids: Sequence[str]) -> str:
+    """The entities among `ids` (at most MAX_RESULTS of them) that QBO still has."""
+    if not 1 <= len(ids) <= MAX_RESULTS:
+        raise ValueError(f"between 1 and {MAX_RESULTS} ids at a time; got {len(ids)}")
+    listed = ", ".join(string_literal(entity_id) for entity_id in ids)
+    return f"SELECT * FROM {entity.name} WHERE Id IN ({listed}) MAXRESULTS {len(ids)}"
 
 
 def timestamp_literal(instant: datetime) -> str:

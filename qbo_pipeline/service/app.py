@@ -23,12 +23,30 @@ from qbo_pipeline.settings import Settings
 
 log = logging.getLogger("qbo_pipeline.service.access")
 
+# Every answer: no MIME sniffing, no framing (clickjacking), no scripts or loads of any
+# kind on the callback page, and no Referer carrying the callback's code elsewhere.
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"referrer-policy", b"no-referrer"),
+)
+
+
+def printable(text: str) -> str:
+    """`text` with control characters escaped, so a request cannot write log lines."""
+    return "".join(
+        char if " " <= char < "\x7f" or char > "\x9f" else f"\\x{ord(char):02x}" for char in text
+    )
+
 
 class AccessLog:
     """One log line per request: method, path and status, never the query string.
 
     The callback's query carries the authorization code, and uvicorn's own access log
-    would write it out; this one leaves queries out altogether.
+    would write it out; this one leaves queries out altogether. The path is logged as
+    the client sent it (still percent-encoded) with control characters escaped: decoded,
+    a `%0A` in it would start a forged log line.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -50,17 +68,38 @@ class AccessLog:
         try:
             await self.app(scope, receive, record)
         finally:
+            raw = scope.get("raw_path")
+            path = raw.decode("latin-1") if isinstance(raw, bytes) else scope["path"]
             log.info(
                 "%s %s %s %.0f ms",
-                scope["method"],
-                scope["path"],
+                printable(scope["method"]),
+                printable(path),
                 status,
                 (time.monotonic() - started) * 1000,
             )
 
 
+class SecurityHeaders:
+    """Adds `SECURITY_HEADERS` to every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 def create_app(runtime: Runtime | Settings | None = None) -> Starlette:
-    """The application; refuses (SettingsError) when no usable QBO_ADMIN_TOKEN is set."""
+    """The application; refuses (ConfigurationError) when no usable QBO_ADMIN_TOKEN is set."""
     if not isinstance(runtime, Runtime):
         runtime = Runtime(runtime or Settings.from_env())
     admin_token = require_admin_token(runtime.settings.admin_token)
@@ -68,6 +107,7 @@ def create_app(runtime: Runtime | Settings | None = None) -> Starlette:
         routes=auth.routes,
         middleware=[
             Middleware(AccessLog),
+            Middleware(SecurityHeaders),
             Middleware(
                 AdminBearer,
                 admin_token=admin_token,

@@ -8,6 +8,7 @@ integrations already send (`realmId`, `QUICKBOOKS_REFRESH_TOKEN`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import html
 import json
@@ -18,15 +19,19 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from qbo_pipeline.companies import Companies, RequestError, check_realm_id
-from qbo_pipeline.service.errors import NO_STORE, answers_errors
+from qbo_pipeline.companies import Companies
+from qbo_pipeline.errors import BadRequest
+from qbo_pipeline.quickbooks.realms import check_realm_id
+from qbo_pipeline.service.errors import NO_STORE, BodyTooLarge, SlowBody, answers_errors
 from qbo_pipeline.vault.oauth_states import InvalidState
 
 PREFIX = "/quickbooks/auth"
 AUTHORIZE_PATH = f"{PREFIX}/authorize"
 CALLBACK_PATH = f"{PREFIX}/callback"
 _ERROR_SHOWN = 100  # characters of Intuit's `error` parameter echoed on the page
-_MAX_BODY = 64 * 1024
+MAX_BODY = 64 * 1024  # bytes; the largest real body (set-tokens) is about 2 KB
+BODY_TIMEOUT = 10.0  # seconds a request body may take to arrive
+_OBJECT_HINT = 'the body must be a JSON object, e.g. {"realmId": "..."}'
 
 
 def _companies(request: Request) -> Companies:
@@ -38,16 +43,32 @@ def _json(payload: Any) -> JSONResponse:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > _MAX_BODY:
-        raise RequestError(f"the body is larger than {_MAX_BODY} bytes")
+    """The JSON object a request carries, read at most MAX_BODY bytes and BODY_TIMEOUT
+    seconds far: a declared length over the cap is refused before a byte is read."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
+        raise BodyTooLarge(MAX_BODY)
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):
+            raw = await _capped(request)
+    except TimeoutError:
+        raise SlowBody(BODY_TIMEOUT) from None
     try:
         data = json.loads(raw)
-    except ValueError:
-        raise RequestError('the body must be a JSON object, e.g. {"realmId": "..."}') from None
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
+        raise BadRequest(_OBJECT_HINT) from None
     if not isinstance(data, dict):
-        raise RequestError('the body must be a JSON object, e.g. {"realmId": "..."}')
+        raise BadRequest(_OBJECT_HINT)
     return data
+
+
+async def _capped(request: Request) -> bytes:
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise BodyTooLarge(MAX_BODY)
+    return bytes(raw)
 
 
 def _text(data: dict[str, Any], *names: str, required: bool = True) -> str | None:
@@ -59,10 +80,10 @@ def _text(data: dict[str, Any], *names: str, required: bool = True) -> str | Non
         if isinstance(value, int) and not isinstance(value, bool) and name == "realmId":
             value = str(value)
         if not isinstance(value, str):
-            raise RequestError(f"{name} must be a string")
+            raise BadRequest(f"{name} must be a string")
         return value
     if required:
-        raise RequestError(f"missing field {names[0]}")
+        raise BadRequest(f"missing field {names[0]}")
     return None
 
 
@@ -70,12 +91,16 @@ def _require(data: dict[str, Any], *names: str) -> None:
     """Name every missing field at once, so one round trip fixes the request."""
     missing = [name for name in names if data.get(name) in (None, "")]
     if missing:
-        raise RequestError(f"missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        raise BadRequest(f"missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
 
 
 @answers_errors()
 async def authorize(request: Request) -> Response:
-    authorization = await run_in_threadpool(_companies(request).begin_authorization)
+    """302 to Intuit's consent page; `?realmId=R` makes the link reconnect company R only."""
+    realm_id = request.query_params.get("realmId") or None
+    if realm_id is not None:
+        check_realm_id(realm_id)
+    authorization = await run_in_threadpool(_companies(request).begin_authorization, realm_id)
     return RedirectResponse(authorization.url, status_code=302, headers=NO_STORE)
 
 
@@ -96,7 +121,7 @@ async def callback(request: Request) -> Response:
         if params.get("state"):  # burn it: this attempt is over either way
             await run_in_threadpool(_consume_quietly, companies, params["state"])
         error = params["error"][:_ERROR_SHOWN]
-        raise RequestError(
+        raise BadRequest(
             f"QuickBooks did not connect: Intuit answered {error!r}; start again "
             f"from {AUTHORIZE_PATH} and approve access"
         )
@@ -106,7 +131,12 @@ async def callback(request: Request) -> Response:
         params.get("state"),
         params.get("realmId"),
     )
-    return _page(200, f"Connected QuickBooks company {status['realmId']}. You can close this page.")
+    name = (
+        f"{status['companyName']} (realm {status['realmId']})"
+        if status.get("companyName")
+        else status["realmId"]
+    )
+    return _page(200, f"Connected QuickBooks company {name}. You can close this page.")
 
 
 def _consume_quietly(companies: Companies, state: str) -> None:
@@ -130,8 +160,6 @@ async def set_tokens(request: Request) -> Response:
         data["QUICKBOOKS_REFRESH_TOKEN"] = data["refresh_token"]
     _require(data, "access_token", "realmId", "QUICKBOOKS_REFRESH_TOKEN")
     expires_in = data.get("expires_in", 0)
-    if not isinstance(expires_in, int) or isinstance(expires_in, bool) or expires_in < 0:
-        raise RequestError("expires_in must be a whole number of seconds")
     realm_id = check_realm_id(_text(data, "realmId"))
     access_token = _text(data, "access_token")
     refresh_token = _text(data, "QUICKBOOKS_REFRESH_TOKEN")

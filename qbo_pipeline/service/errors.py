@@ -11,19 +11,20 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 
-import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from qbo_pipeline.companies import CodeRejected, RefreshTokenRejected, RequestError
-from qbo_pipeline.quickbooks.faults import ConfigurationError, QuickBooksError
-from qbo_pipeline.settings import SettingsError
-from qbo_pipeline.vault.errors import (
-    ReauthorizationRequired,
-    RefreshLockTimeout,
-    UnknownRealm,
-    VaultError,
+from qbo_pipeline.companies import (
+    AlreadyConnected,
+    CodeRejected,
+    RefreshTokenRejected,
+    WrongCompany,
 )
+from qbo_pipeline.errors import BadRequest, ConfigurationError, PipelineError, is_transient
+from qbo_pipeline.quickbooks.faults import QuickBooksError
+from qbo_pipeline.quickbooks.identity import AccessTokenRejected, RealmMismatch
+from qbo_pipeline.quickbooks.oauth import IdTokenRejected
+from qbo_pipeline.vault.errors import ReauthorizationRequired, UnknownRealm
 from qbo_pipeline.vault.oauth_states import InvalidState
 
 log = logging.getLogger(__name__)
@@ -31,14 +32,38 @@ log = logging.getLogger(__name__)
 GENERIC = "internal error; the service log has the details"
 NO_STORE = {"Cache-Control": "no-store"}
 
-# First match wins, so subclasses come before their bases.
+
+class BodyTooLarge(BadRequest):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the body is larger than {limit} bytes; send only the documented fields")
+
+
+class SlowBody(BadRequest):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the body did not arrive within {seconds:g} s; send it at once")
+
+
+# First match wins, so subclasses come before their bases. Whatever waiting can fix
+# (a busy token store, Intuit down) is a 503 before any of these.
 _KNOWN: tuple[tuple[type[Exception] | tuple[type[Exception], ...], int], ...] = (
-    ((InvalidState, RequestError, CodeRejected), 400),
+    (BodyTooLarge, 413),
+    (SlowBody, 408),
+    (
+        (
+            InvalidState,
+            BadRequest,
+            CodeRejected,
+            RealmMismatch,
+            IdTokenRejected,
+            WrongCompany,
+            AccessTokenRejected,
+        ),
+        400,
+    ),
     (UnknownRealm, 404),
-    ((ReauthorizationRequired, RefreshTokenRejected), 409),
-    ((RefreshLockTimeout, SettingsError, ConfigurationError), 503),
+    ((ReauthorizationRequired, RefreshTokenRejected, AlreadyConnected), 409),
+    (ConfigurationError, 503),
     (QuickBooksError, 502),
-    (VaultError, 500),
 )
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -46,15 +71,15 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 def classify(error: Exception) -> tuple[int, str]:
     """The HTTP status and the one-line message a client may see for `error`."""
+    if not isinstance(error, PipelineError):
+        return 500, GENERIC
+    message = " ".join(str(error).split()) or type(error).__name__
+    if is_transient(error):
+        return 503, message
     for kinds, status in _KNOWN:
         if isinstance(error, kinds):
-            return status, " ".join(str(error).split()) or type(error).__name__
-    if isinstance(error, httpx.HTTPError):
-        return 502, (
-            f"cannot reach Intuit's OAuth server ({type(error).__name__}); check "
-            "QUICKBOOKS_DISCOVERY_URL and the network, then retry"
-        )
-    return 500, GENERIC
+            return status, message
+    return 500, message
 
 
 def json_error(status: int, message: str) -> JSONResponse:

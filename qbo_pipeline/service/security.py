@@ -13,7 +13,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from qbo_pipeline.settings import SettingsError
+from qbo_pipeline.errors import ConfigurationError
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="qbo-pipeline"'}
 
@@ -61,14 +61,14 @@ MIN_ADMIN_TOKEN_LENGTH = 16
 
 
 def require_admin_token(token: str | None) -> str:
-    """The admin token, or a one-line SettingsError: the service never runs unprotected."""
+    """The admin token, or a one-line ConfigurationError: the service never runs unprotected."""
     hint = "e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
     if not token:
-        raise SettingsError(
+        raise ConfigurationError(
             f"QBO_ADMIN_TOKEN is not set; the service refuses to start without it ({hint})"
         )
     if len(token) < MIN_ADMIN_TOKEN_LENGTH:
-        raise SettingsError(
+        raise ConfigurationError(
             f"QBO_ADMIN_TOKEN is shorter than {MIN_ADMIN_TOKEN_LENGTH} characters; use a long "
             f"random value ({hint})"
         )

@@ -11,15 +11,17 @@ import sys
 from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.service.app import create_app
 from qbo_pipeline.service.security import require_admin_token
-from qbo_pipeline.serving import ThreadedServer
+from qbo_pipeline.serving import HEADER_TIMEOUT, ThreadedServer
 from qbo_pipeline.settings import Settings
 
 
 class ServiceServer(ThreadedServer):
     """The auth service's socket, bound now; `start(app)` or `run(app)` serve it."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(host, port, name="qbo-pipeline service")
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, header_timeout: float = HEADER_TIMEOUT
+    ) -> None:
+        super().__init__(host, port, name="qbo-pipeline service", header_timeout=header_timeout)
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None = None) -> None:

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from qbo_pipeline.quickbooks.catalog import Entity
 from qbo_pipeline.quickbooks.client import QuickBooksClient
+from qbo_pipeline.quickbooks.query import select_by_ids
 from qbo_pipeline.quickbooks.timestamps import parse_instant
 
 log = logging.getLogger(__name__)
@@ -65,12 +66,12 @@ def deletions_from_cdc(
 def confirm_missing(
     client: QuickBooksClient, entity: Entity, missing: Iterable[str]
 ) -> Iterator[list[dict]]:
-    """Pages of the entities QBO still has among `missing` (the rest are deleted)."""
-    ids = sorted(missing)
+    """Pages of the entities QBO still has among `missing` (the rest are deleted).
+
+    Transaction Ids are decimal numbers in QBO; an id that is not was not written by a
+    sync (the warehouse is editable), cannot be in QBO, and asking about it would make the
+    whole query invalid (4001), so it is not asked about.
+    """
+    ids = sorted(entity_id for entity_id in missing if entity_id.isdecimal())
     for start in range(0, len(ids), _IDS_PER_QUERY):
-        chunk = ids[start : start + _IDS_PER_QUERY]
-        listed = ", ".join(f"'{i}'" for i in chunk)
-        page = client.query(
-            f"SELECT * FROM {entity.name} WHERE Id IN ({listed}) MAXRESULTS {len(chunk)}"
-        )
-        yield page.entities
+        yield client.query(select_by_ids(entity, ids[start : start + _IDS_PER_QUERY])).entities

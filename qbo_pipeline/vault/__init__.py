@@ -12,10 +12,8 @@ Imports no Dagster: the `defs/` layer wraps these in resources.
 from qbo_pipeline.vault.crypto import KeyRing, generate_key
 from qbo_pipeline.vault.database import (
     Database,
-    DatabaseLockTimeout,
     PostgresDatabase,
     SQLiteDatabase,
-    mask_url,
     open_database,
 )
 from qbo_pipeline.vault.errors import (
@@ -23,6 +21,10 @@ from qbo_pipeline.vault.errors import (
     KeyConfigurationError,
     ReauthorizationRequired,
     RefreshLockTimeout,
+    RotatedTokenNotSaved,
+    StoreBusy,
+    StoreUnreadable,
+    StoreWriteFailed,
     UnknownKeyId,
     UnknownRealm,
     VaultError,
@@ -33,7 +35,8 @@ from qbo_pipeline.vault.store import (
     ConnectionStatus,
     ConnectionStore,
     DecryptedTokens,
-    LockedConnection,
+    Lease,
+    RotationReport,
     fingerprint,
 )
 from qbo_pipeline.vault.tokens import DEFAULT_REFRESH_MARGIN, TokenProvider
@@ -44,17 +47,21 @@ __all__ = [
     "ConnectionStatus",
     "ConnectionStore",
     "Database",
-    "DatabaseLockTimeout",
     "DecryptedTokens",
     "DecryptionError",
     "EventKind",
     "KeyConfigurationError",
     "KeyRing",
-    "LockedConnection",
+    "Lease",
     "PostgresDatabase",
     "ReauthorizationRequired",
     "RefreshLockTimeout",
+    "RotatedTokenNotSaved",
+    "RotationReport",
     "SQLiteDatabase",
+    "StoreBusy",
+    "StoreUnreadable",
+    "StoreWriteFailed",
     "TokenEvent",
     "TokenProvider",
     "UnknownKeyId",
@@ -62,6 +69,5 @@ __all__ = [
     "VaultError",
     "fingerprint",
     "generate_key",
-    "mask_url",
     "open_database",
 ]

@@ -2,39 +2,45 @@
 
 Statements are written once with ``?`` placeholders and SQL that both engines accept
 (``INSERT ... ON CONFLICT ... DO UPDATE``); the shim supplies the few differences: the
-placeholder style, column types, row locks and advisory locks. Not an ORM on purpose.
+placeholder style, column types, catalog queries and advisory locks. Not an ORM on purpose.
 
-Write transactions are where the engines differ most, and where the refresh lock lives:
+Every write transaction here is short: none waits on the network (a token refresh holds
+a lease row instead, see store.py), so a lock is never held for longer than a few
+statements take.
 
 - SQLite: every write transaction is ``BEGIN IMMEDIATE``, which takes the database's
-  single write lock up front (so two processes never both read a refresh token and then
-  both try to write), waiting up to `lock_timeout` for it. WAL mode keeps readers
-  unblocked meanwhile; ``synchronous=FULL`` makes a committed rotated refresh token
-  survive a power cut.
-- PostgreSQL: ``SELECT ... FOR UPDATE`` locks one row per realm; `lock_timeout` bounds the
-  wait. Connections are pooled per process and set to UTC.
+  single write lock up front, waiting up to `lock_timeout` for it. WAL mode keeps
+  readers unblocked meanwhile; ``synchronous=FULL`` makes a committed rotated refresh
+  token survive a power cut.
+- PostgreSQL: pooled connections (`qbo_pipeline.postgres`) in UTC; `lock_timeout` bounds
+  every wait for a row lock.
+
+Lock waits that time out raise `StoreBusy`, a file that is not a database raises
+`StoreUnreadable`: one line each, which the service answers as 503 and 500.
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.rows import dict_row
 
+from qbo_pipeline.errors import ConfigurationError
+from qbo_pipeline.postgres import Postgres, PostgresUnavailable
 from qbo_pipeline.urls import mask_url
+from qbo_pipeline.vault.errors import StoreBusy, StoreUnreadable, StoreWriteFailed
 
 DATABASE_URL_VARIABLE = "QBO_DATABASE_URL"
-LOCK_TIMEOUT_SECONDS = 120.0
+# Transactions are a few statements long, so a long wait means something is stuck.
+LOCK_TIMEOUT_SECONDS = 30.0
 _ACCEPTED_FORMS = (
     "unset (a SQLite file in the project), sqlite:///relative/path.db, "
     "sqlite:////absolute/path.db or postgresql://user:password@host:5432/dbname"
@@ -42,9 +48,10 @@ _ACCEPTED_FORMS = (
 
 Row = dict[str, Any]
 
-
-class DatabaseLockTimeout(Exception):
-    """Waited `lock_timeout` seconds for a lock another connection holds."""
+# Schemas known to exist, per database and process: sensors open the store every tick,
+# and checking the catalog each time would be a query, creating it a write lock.
+_schemas_ready: set[tuple[str, tuple[str, ...]]] = set()
+_schemas_lock = threading.Lock()
 
 
 def as_utc(value: datetime | str | None) -> datetime | None:
@@ -58,42 +65,47 @@ def as_utc(value: datetime | str | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
+def check_database_url(url: str | None) -> None:
+    """Raise ConfigurationError unless `url` is a form `open_database` accepts."""
+    url = (url or "").strip()
+    if not url:
+        return
+    scheme = url.partition(":")[0].lower()
+    if scheme == "sqlite":
+        _sqlite_path(url)
+    elif scheme not in {"postgresql", "postgres", "postgresql+psycopg"}:
+        raise ConfigurationError(
+            f"{DATABASE_URL_VARIABLE}={mask_url(url)} is not supported; use {_ACCEPTED_FORMS}"
+        )
+
+
 def open_database(
     url: str | None, *, default_path: Path, lock_timeout: float = LOCK_TIMEOUT_SECONDS
 ) -> Database:
     """The database QBO_DATABASE_URL names; unset or empty means a SQLite file at default_path."""
+    check_database_url(url)
     url = (url or "").strip()
     if not url:
         return SQLiteDatabase(Path(default_path), lock_timeout=lock_timeout)
-    scheme = url.partition(":")[0].lower()
-    if scheme == "sqlite":
+    if url.lower().startswith("sqlite"):
         return SQLiteDatabase(_sqlite_path(url), lock_timeout=lock_timeout)
-    if scheme in {"postgresql", "postgres", "postgresql+psycopg"}:
-        return PostgresDatabase(_libpq_url(url), lock_timeout=lock_timeout)
-    raise ValueError(
-        f"{DATABASE_URL_VARIABLE}={mask_url(url)} is not supported; use {_ACCEPTED_FORMS}"
-    )
+    return PostgresDatabase(url, lock_timeout=lock_timeout)
 
 
 def _sqlite_path(url: str) -> Path:
     """sqlite:///relative.db is relative to the working directory, sqlite:////abs.db absolute."""
     if not url.lower().startswith("sqlite:///"):
-        raise ValueError(
+        raise ConfigurationError(
             f"{DATABASE_URL_VARIABLE}={mask_url(url)} is not a SQLite file URL; use "
             f"{_ACCEPTED_FORMS}"
         )
     path = url[len("sqlite:///") :].split("?", 1)[0]
     if not path or path == ":memory:":
-        raise ValueError(
+        raise ConfigurationError(
             f"{DATABASE_URL_VARIABLE}={url} names no file (in-memory SQLite cannot be shared "
             f"between processes); use {_ACCEPTED_FORMS}"
         )
     return Path(path)
-
-
-def _libpq_url(url: str) -> str:
-    scheme, _, rest = url.partition(":")
-    return f"postgresql:{rest}" if scheme.lower() == "postgresql+psycopg" else url
 
 
 class Transaction:
@@ -103,8 +115,9 @@ class Transaction:
         self._database = database
         self._connection = connection
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._run(sql, params)
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement; returns how many rows it changed."""
+        return self._run(sql, params).rowcount
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         return self._run(sql, params).fetchone()
@@ -129,7 +142,6 @@ class Database(ABC):
     dialect: ClassVar[str]
     timestamp_type: ClassVar[str]
     identity_column: ClassVar[str]
-    for_update: ClassVar[str]
 
     def __init__(self, display_url: str, *, lock_timeout: float) -> None:
         self.url = display_url
@@ -149,18 +161,64 @@ class Database(ABC):
     @abstractmethod
     def run(self, connection: Any, sql: str, params: Sequence[Any]) -> Any: ...
 
+    @abstractmethod
+    def columns(self, tx: Transaction, tables: Sequence[str]) -> dict[str, set[str]]:
+        """The columns of each of `tables` that exists."""
+
+    @property
+    @abstractmethod
+    def identity(self) -> str:
+        """What tells this database apart from others in one process (for the schema memo)."""
+
     def advisory_lock(self, tx: Transaction, name: str) -> None:
         del tx, name
 
-    def create_schema(self, statements: Sequence[str]) -> None:
-        """Run CREATE ... IF NOT EXISTS statements, safely when many processes start at once."""
-        with self.transaction() as tx:
-            tx.advisory_lock("qbo_pipeline.schema")
-            for statement in statements:
-                tx.execute(statement)
+    def create_schema(
+        self,
+        statements: Sequence[str],
+        *,
+        tables: Sequence[str],
+        columns: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
+        """Create missing tables and add missing columns, once per process.
+
+        `statements` are CREATE ... IF NOT EXISTS for `tables`; `columns` are columns
+        added after a table's first release (name: SQL type), added to older tables.
+        Only a store that lacks something takes the write lock; one that has everything
+        is read once and then trusted for the life of the process.
+        """
+        key = (self.identity, tuple(statements))
+        if key in _schemas_ready:
+            return
+        columns = columns or {}
+        with _schemas_lock:
+            with self.read() as tx:
+                complete = not _missing(self.columns(tx, tables), tables, columns)
+            if not complete:
+                with self.transaction() as tx:
+                    tx.advisory_lock("qbo_pipeline.schema")
+                    for statement in statements:
+                        tx.execute(statement)
+                    for table, column, kind in _missing(self.columns(tx, tables), (), columns):
+                        tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            _schemas_ready.add(key)
 
     def close(self) -> None:  # noqa: B027 - only pooling engines have something to release
         """Release pooled connections; the object stays usable and reconnects on demand."""
+
+
+def _missing(
+    existing: dict[str, set[str]],
+    tables: Sequence[str],
+    columns: Mapping[str, Mapping[str, str]],
+) -> list[tuple[str, str, str]]:
+    """(table, column, type) still to add, plus ("", table, "") for each missing table."""
+    missing = [("", table, "") for table in tables if table not in existing]
+    for table, wanted in columns.items():
+        have = existing.get(table)
+        if have is not None:
+            missing += [(table, name, kind) for name, kind in wanted.items() if name not in have]
+    return missing
 
 
 class SQLiteDatabase(Database):
@@ -169,12 +227,15 @@ class SQLiteDatabase(Database):
     dialect = "sqlite"
     timestamp_type = "TEXT"
     identity_column = "INTEGER PRIMARY KEY AUTOINCREMENT"
-    for_update = ""
 
     def __init__(self, path: Path, *, lock_timeout: float = LOCK_TIMEOUT_SECONDS) -> None:
         super().__init__(f"sqlite:///{path}", lock_timeout=lock_timeout)
         self.path = path
         self._wal_ready = False
+
+    @property
+    def identity(self) -> str:
+        return f"sqlite:{self.path.resolve()}"
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -182,34 +243,30 @@ class SQLiteDatabase(Database):
             self.path, timeout=self.lock_timeout, isolation_level=None, check_same_thread=False
         )
         connection.row_factory = sqlite3.Row
-        connection.execute(f"PRAGMA busy_timeout = {int(self.lock_timeout * 1000)}")
-        connection.execute("PRAGMA synchronous = FULL")
-        if not self._wal_ready:
-            connection.execute("PRAGMA journal_mode = WAL")
-            self._wal_ready = True
+        try:
+            connection.execute(f"PRAGMA busy_timeout = {int(self.lock_timeout * 1000)}")
+            connection.execute("PRAGMA synchronous = FULL")
+            if not self._wal_ready:
+                connection.execute("PRAGMA journal_mode = WAL")
+                self._wal_ready = True
+        except sqlite3.DatabaseError as error:
+            connection.close()
+            raise self._translated(error) from None
         return connection
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
         connection = self._connect()
         try:
-            self._begin_immediate(connection)
+            self.run(connection, "BEGIN IMMEDIATE", ())
             try:
                 yield Transaction(self, connection)
             except BaseException:
                 connection.rollback()
                 raise
-            connection.commit()
+            self.run(connection, "COMMIT", ())
         finally:
             connection.close()
-
-    def _begin_immediate(self, connection: sqlite3.Connection) -> None:
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as error:
-            if "locked" in str(error) or "busy" in str(error):
-                raise DatabaseLockTimeout(str(error)) from None
-            raise
 
     @contextmanager
     def read(self) -> Iterator[Transaction]:
@@ -220,8 +277,43 @@ class SQLiteDatabase(Database):
             connection.close()
 
     def run(self, connection: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Any:
-        cursor = connection.execute(sql, [_sqlite_value(value) for value in params])
+        try:
+            cursor = connection.execute(sql, [_sqlite_value(value) for value in params])
+        except sqlite3.DatabaseError as error:
+            raise self._translated(error) from None
         return _DictCursor(cursor)
+
+    def columns(self, tx: Transaction, tables: Sequence[str]) -> dict[str, set[str]]:
+        found = {
+            row["name"] for row in tx.all("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        return {
+            table: {row["name"] for row in tx.all(f"PRAGMA table_info({table})")}
+            for table in tables
+            if table in found
+        }
+
+    def _translated(self, error: sqlite3.DatabaseError) -> Exception:
+        """SQLite's errors an operator can act on, as one line naming the file; others as
+        they are (a bug is a traceback)."""
+        text = str(error)
+        if "locked" in text or "busy" in text:
+            return StoreBusy(
+                f"the token store {self.url} stayed locked by another process for "
+                f"{self.lock_timeout:g} s; retry in a moment"
+            )
+        if "disk" in text or "I/O" in text or "full" in text or "readonly" in text:
+            return StoreWriteFailed(
+                f"the token store {self.url} cannot be written ({text}); free disk space or "
+                "fix the file's permissions, then retry"
+            )
+        if not isinstance(error, sqlite3.OperationalError) or "unable to open" in text:
+            return StoreUnreadable(
+                f"the token store {self.url} is not a readable SQLite database ({text}); "
+                f"restore it from a backup, or point {DATABASE_URL_VARIABLE} at another file "
+                "and reconnect the companies"
+            )
+        return error
 
 
 def _sqlite_value(value: Any) -> Any:
@@ -235,6 +327,7 @@ def _sqlite_value(value: Any) -> Any:
 class _DictCursor:
     def __init__(self, cursor: sqlite3.Cursor) -> None:
         self._cursor = cursor
+        self.rowcount = cursor.rowcount
 
     def fetchone(self) -> Row | None:
         row = self._cursor.fetchone()
@@ -245,92 +338,61 @@ class _DictCursor:
 
 
 class PostgresDatabase(Database):
-    """A PostgreSQL database through psycopg 3, with a small per-process connection pool."""
+    """A PostgreSQL database through the project's pooled connections."""
 
     dialect = "postgresql"
     timestamp_type = "TIMESTAMPTZ"
     identity_column = "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"
-    for_update = " FOR UPDATE"
-    pool_size = 4
 
     def __init__(self, url: str, *, lock_timeout: float = LOCK_TIMEOUT_SECONDS) -> None:
-        super().__init__(mask_url(url), lock_timeout=lock_timeout)
-        self._conninfo = url
-        self._idle: list[psycopg.Connection] = []
-        self._inherited: list[psycopg.Connection] = []
-        self._pid = os.getpid()
-        self._pool_lock = threading.Lock()
+        self._postgres = Postgres(
+            url, variable=DATABASE_URL_VARIABLE, connection_options={"row_factory": dict_row}
+        )
+        super().__init__(self._postgres.url_for_display, lock_timeout=lock_timeout)
 
-    def _connect(self) -> psycopg.Connection:
-        try:
-            connection = psycopg.connect(
-                self._conninfo, autocommit=True, row_factory=dict_row, connect_timeout=10
-            )
-        except psycopg.OperationalError as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            password = urlsplit(self._conninfo).password
-            if password:
-                first_line = first_line.replace(password, "***")
-            raise ConnectionError(
-                f"cannot connect to {DATABASE_URL_VARIABLE}={self.url}: {first_line}"
-            ) from None
-        connection.execute("SET TIME ZONE 'UTC'")
-        return connection
-
-    def _acquire(self) -> psycopg.Connection:
-        with self._pool_lock:
-            if os.getpid() != self._pid:
-                # A forked child must not touch (or close) the parent's sockets.
-                self._inherited.extend(self._idle)
-                self._idle = []
-                self._pid = os.getpid()
-            while self._idle:
-                connection = self._idle.pop()
-                if not connection.closed:
-                    return connection
-        return self._connect()
-
-    def _release(self, connection: psycopg.Connection) -> None:
-        idle = connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-        with self._pool_lock:
-            if idle and not connection.closed and len(self._idle) < self.pool_size:
-                self._idle.append(connection)
-                return
-        connection.close()
-
-    @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection]:
-        connection = self._acquire()
-        try:
-            yield connection
-        except BaseException:
-            connection.close()
-            raise
-        self._release(connection)
+    @property
+    def identity(self) -> str:
+        return f"postgres:{self.url}"
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        with self._connection() as connection, connection.transaction():
+        with self._postgres.connection() as connection, connection.transaction():
             timeout_ms = int(self.lock_timeout * 1000)
             connection.execute(f"SET LOCAL lock_timeout = {timeout_ms}")
             yield Transaction(self, connection)
 
     @contextmanager
     def read(self) -> Iterator[Transaction]:
-        with self._connection() as connection:
+        with self._postgres.connection() as connection:
             yield Transaction(self, connection)
 
     def run(self, connection: psycopg.Connection, sql: str, params: Sequence[Any]) -> Any:
         try:
             return connection.execute(sql.replace("?", "%s"), list(params))
-        except psycopg.errors.LockNotAvailable as error:
-            raise DatabaseLockTimeout(str(error).splitlines()[0]) from None
+        except psycopg.errors.LockNotAvailable:
+            raise StoreBusy(
+                f"the token store {DATABASE_URL_VARIABLE}={self.url} kept a row locked for "
+                f"{self.lock_timeout:g} s; retry in a moment"
+            ) from None
+        except psycopg.OperationalError as error:  # the server went away mid-session
+            raise PostgresUnavailable(
+                f"lost the connection to {DATABASE_URL_VARIABLE}={self.url} "
+                f"({type(error).__name__}); retry once the server is back"
+            ) from None
+
+    def columns(self, tx: Transaction, tables: Sequence[str]) -> dict[str, set[str]]:
+        rows = tx.all(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = ANY(?)",
+            (list(tables),),
+        )
+        found: dict[str, set[str]] = {}
+        for row in rows:
+            found.setdefault(row["table_name"], set()).add(row["column_name"])
+        return found
 
     def advisory_lock(self, tx: Transaction, name: str) -> None:
         tx.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (name,))
 
     def close(self) -> None:
-        with self._pool_lock:
-            idle, self._idle = self._idle, []
-        for connection in idle:
-            connection.close()
+        self._postgres.close()

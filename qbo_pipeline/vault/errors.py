@@ -1,19 +1,22 @@
 """The vault's errors: one base class, one subclass per thing an operator must act on.
 
 Every message is a single line naming the problem and the fix. None carries a token, a
-key or a ciphertext, so they are safe to log, show in Dagster and raise to users.
+key or a ciphertext, so they are safe to log, show in Dagster and raise to users. Each
+says whether waiting helps (`transient`, see qbo_pipeline.errors).
 """
 
 from __future__ import annotations
 
+from qbo_pipeline.errors import ConfigurationError, PipelineError
+
 AUTHORIZE_PATH = "/quickbooks/auth/authorize"
 
 
-class VaultError(Exception):
+class VaultError(PipelineError):
     """Anything wrong with stored QuickBooks credentials or the keys that protect them."""
 
 
-class KeyConfigurationError(VaultError):
+class KeyConfigurationError(ConfigurationError, VaultError):
     """QBO_TOKEN_KEY / QBO_TOKEN_KEYS is missing or malformed."""
 
 
@@ -52,11 +55,45 @@ class ReauthorizationRequired(VaultError):
 
 
 class RefreshLockTimeout(VaultError):
-    """Another worker held the realm's refresh lock for longer than we were willing to wait."""
+    """Another worker held the realm's refresh lease for longer than we were willing to wait."""
+
+    transient = True
 
     def __init__(self, realm_id: str, seconds: float) -> None:
         self.realm_id = realm_id
         super().__init__(
-            f"timed out after {seconds:g} s waiting for the token refresh lock of realm "
-            f"{realm_id}; another worker may be stuck refreshing it, retry the run"
+            f"timed out after {seconds:g} s waiting for another worker to finish refreshing "
+            f"the tokens of realm {realm_id}; retry in a minute"
+        )
+
+
+class StoreBusy(VaultError):
+    """The token store's database stayed locked by other connections for too long."""
+
+    transient = True
+
+
+class StoreWriteFailed(VaultError):
+    """The token store's file cannot be written: a full disk, an I/O error, permissions."""
+
+    transient = True
+
+
+class StoreUnreadable(VaultError):
+    """The token store's file is not a database (corrupt, or another program's)."""
+
+
+class RotatedTokenNotSaved(VaultError):
+    """Intuit rotated the refresh token and every attempt to save the new one failed.
+
+    Under strict rotation the stored token is now dead; the event log and an alert say so.
+    """
+
+    def __init__(self, realm_id: str, fingerprints: str, reason: str) -> None:
+        self.realm_id = realm_id
+        super().__init__(
+            f"refreshed the tokens of realm {realm_id} at Intuit (refresh token {fingerprints}) "
+            f"but could not save them: {reason}; fix the token store, then run a sync: if it "
+            f"fails with invalid_grant, reconnect with `qbo-pipeline auth authorize --realm "
+            f"{realm_id}`"
         )

@@ -6,6 +6,9 @@ yet used and not yet expired, may connect a company. It lives in the token-store
 `qbo-pipeline auth authorize` in one process is accepted by the service's callback in
 another, and a restart of the service does not void the links it handed out. Only a
 SHA-256 of each state is stored: reading the table does not let anyone forge a callback.
+
+A state issued to reconnect one company carries its realm id, and the callback completes
+only for that company.
 """
 
 from __future__ import annotations
@@ -44,9 +47,10 @@ class InvalidState(VaultError):
 class IssuedState:
     value: str
     expires_at: datetime
+    realm_id: str | None = None  # the company the link reconnects; None: any new one
 
     def __repr__(self) -> str:
-        return f"IssuedState(expires_at={self.expires_at.isoformat()})"
+        return f"IssuedState(expires_at={self.expires_at.isoformat()}, realm_id={self.realm_id!r})"
 
 
 def state_hash(value: str) -> str:
@@ -60,7 +64,8 @@ def states_schema(db: Database) -> list[str]:
             state_hash TEXT PRIMARY KEY,
             created_at {ts} NOT NULL,
             expires_at {ts} NOT NULL,
-            used_at {ts}
+            used_at {ts},
+            realm_id TEXT
         )""",
     ]
 
@@ -74,12 +79,16 @@ class OAuthStates:
         self.db = db
         self.ttl = ttl
         if create_schema:
-            db.create_schema(states_schema(db))
+            db.create_schema(
+                states_schema(db),
+                tables=(STATES_TABLE,),
+                columns={STATES_TABLE: {"realm_id": "TEXT"}},
+            )
 
     def __repr__(self) -> str:
         return f"OAuthStates(db={self.db!r}, ttl={self.ttl})"
 
-    def issue(self, *, now: datetime | None = None) -> IssuedState:
+    def issue(self, *, realm_id: str | None = None, now: datetime | None = None) -> IssuedState:
         """A fresh random state, recorded by its hash; old rows are purged on the way."""
         now = now or datetime.now(UTC)
         value = secrets.token_urlsafe(32)
@@ -87,17 +96,17 @@ class OAuthStates:
         with self.db.transaction() as tx:
             tx.execute(f"DELETE FROM {STATES_TABLE} WHERE expires_at < ?", (now - _RETENTION,))
             tx.execute(
-                f"INSERT INTO {STATES_TABLE} (state_hash, created_at, expires_at, used_at) "
-                "VALUES (?, ?, ?, NULL)",
-                (state_hash(value), now, expires_at),
+                f"INSERT INTO {STATES_TABLE} (state_hash, created_at, expires_at, used_at, "
+                "realm_id) VALUES (?, ?, ?, NULL, ?)",
+                (state_hash(value), now, expires_at, realm_id),
             )
-        return IssuedState(value=value, expires_at=expires_at)
+        return IssuedState(value=value, expires_at=expires_at, realm_id=realm_id)
 
-    def consume(self, value: str | None, *, now: datetime | None = None) -> None:
+    def consume(self, value: str | None, *, now: datetime | None = None) -> IssuedState:
         """Accept a state once: raises `InvalidState` unless it is known, unused and live.
 
-        The row is locked while it is checked and marked, so two callbacks racing with the
-        same state cannot both pass.
+        Marking it used is a compare-and-swap on `used_at`, so of two callbacks racing
+        with the same state only one passes.
         """
         if not value:
             raise InvalidState("missing")
@@ -105,17 +114,20 @@ class OAuthStates:
         digest = state_hash(value)
         with self.db.transaction() as tx:
             row = tx.one(
-                f"SELECT expires_at, used_at FROM {STATES_TABLE} "
-                f"WHERE state_hash = ?{self.db.for_update}",
+                f"SELECT expires_at, used_at, realm_id FROM {STATES_TABLE} WHERE state_hash = ?",
                 (digest,),
             )
             if row is None:
                 raise InvalidState("unknown")
-            if row["used_at"] is not None:
+            claimed = tx.execute(
+                f"UPDATE {STATES_TABLE} SET used_at = ? WHERE state_hash = ? AND used_at IS NULL",
+                (now, digest),
+            )
+            if not claimed:
                 raise InvalidState("used")
-            tx.execute(f"UPDATE {STATES_TABLE} SET used_at = ? WHERE state_hash = ?", (now, digest))
             expires_at = as_utc(row["expires_at"])
             expired = expires_at is None or expires_at <= now
         # Marked used even when expired (committed above), so it is never accepted later.
         if expired:
             raise InvalidState("expired")
+        return IssuedState(value=value, expires_at=expires_at, realm_id=row["realm_id"])

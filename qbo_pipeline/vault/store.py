@@ -1,31 +1,43 @@
 """The connections table: one row per QuickBooks company (realm), tokens encrypted at rest.
 
 Plaintext tokens exist only in memory, inside `DecryptedTokens`, whose repr and str hide
-them. Every change to a row and the event describing it commit in one transaction, and
-every change that reads tokens before writing them does so under the realm's row lock
-(`ConnectionStore.locked`), the same lock the single-flight refresh takes.
+them. Every change to a row and the event describing it commit in one short transaction.
+
+Work that must call Intuit between reading tokens and writing new ones (a refresh, a
+revoke) holds the realm's lease instead of a database lock: a row's `lease_holder` and
+`lease_expires_at`, taken and given back in their own short transactions, so no lock
+waits on the network and a worker that dies holding a lease blocks its realm only until
+the lease lapses. What such work writes back is a compare-and-swap on the refresh token
+it read, so it can never overwrite a connection that changed meanwhile (a reconnect).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import logging
+import os
+import random
+import secrets
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from qbo_pipeline.quickbooks.oauth import TokenSet
+from qbo_pipeline.quickbooks.oauth import REFRESH_DEADLINE, TokenSet
+from qbo_pipeline.quickbooks.realms import check_realm_id
 from qbo_pipeline.vault.crypto import KeyRing
-from qbo_pipeline.vault.database import (
-    Database,
-    DatabaseLockTimeout,
-    Row,
-    Transaction,
-    as_utc,
+from qbo_pipeline.vault.database import Database, Row, as_utc
+from qbo_pipeline.vault.errors import (
+    DecryptionError,
+    RefreshLockTimeout,
+    UnknownKeyId,
+    UnknownRealm,
+    VaultError,
 )
-from qbo_pipeline.vault.errors import RefreshLockTimeout, UnknownRealm, VaultError
 from qbo_pipeline.vault.events import (
+    EVENTS_TABLE,
     EventKind,
     TokenEvent,
     events_schema,
@@ -33,9 +45,15 @@ from qbo_pipeline.vault.events import (
     record_event,
 )
 
+log = logging.getLogger(__name__)
+
 CONNECTIONS_TABLE = "qbo_connections"
 ACCESS_TOKEN = "access_token"
 REFRESH_TOKEN = "refresh_token"
+# Longer than a whole refresh may take (Intuit's answer, retries included), with room to
+# save the result; a lease older than this belongs to a worker that died.
+LEASE_DURATION = timedelta(seconds=REFRESH_DEADLINE * 2)
+_LEASE_POLL = (0.05, 0.5)  # seconds between looks at a held lease: first, at most
 _ERROR_LIMIT = 1000
 
 
@@ -91,7 +109,11 @@ class Connection:
 
 @dataclass(frozen=True)
 class DecryptedTokens:
-    """A connection's tokens in plaintext; repr and str show only expiries and status."""
+    """A connection's tokens in plaintext; repr and str show only expiries and status.
+
+    `stored_refresh` is the refresh token's ciphertext as read: the value a later write
+    compares against, so it only lands on the row it was computed from.
+    """
 
     realm_id: str
     access_token: str = field(repr=False)
@@ -100,10 +122,45 @@ class DecryptedTokens:
     refresh_expires_at: datetime | None
     refresh_hard_expires_at: datetime | None
     status: ConnectionStatus
+    access_issued_at: datetime | None = None
+    stored_refresh: str = field(default="", repr=False)
+
+    @property
+    def access_lifetime(self) -> timedelta | None:
+        if self.access_issued_at is None:
+            return None
+        return self.access_expires_at - self.access_issued_at
 
     def access_valid(self, *, margin: timedelta, now: datetime | None = None) -> bool:
-        """True when the access token outlives `now` by more than `margin`."""
+        """True when the access token outlives `now` by more than `margin`, which is capped
+        at half the token's lifetime: a token that lives shorter than the margin would
+        otherwise be refreshed before nearly every request."""
+        lifetime = self.access_lifetime
+        if lifetime is not None and lifetime > timedelta(0):
+            margin = min(margin, lifetime / 2)
         return self.access_expires_at - margin > (now or datetime.now(UTC))
+
+
+@dataclass(frozen=True)
+class Lease:
+    """This worker's hold on a realm: no other refresh, revoke or re-key runs meanwhile."""
+
+    realm_id: str
+    holder: str
+
+
+@dataclass
+class RotationReport:
+    """What `keys rotate` did to each realm."""
+
+    primary_kid: str
+    reencrypted: list[str] = field(default_factory=list)
+    current: list[str] = field(default_factory=list)  # already under the primary key
+    unreadable: dict[str, str] = field(default_factory=dict)  # realm: why
+
+    @property
+    def total(self) -> int:
+        return len(self.reencrypted) + len(self.current) + len(self.unreadable)
 
 
 def _required_time(value: datetime | str | None) -> datetime:
@@ -116,6 +173,11 @@ def _required_time(value: datetime | str | None) -> datetime:
 def _clip_error(error: str) -> str:
     error = " ".join(error.split())
     return error if len(error) <= _ERROR_LIMIT else error[: _ERROR_LIMIT - 1] + "…"
+
+
+def _new_holder() -> str:
+    """Names a lease's holder: the process and a random part (threads share a process)."""
+    return f"{os.getpid()}-{secrets.token_hex(6)}"
 
 
 def connections_schema(db: Database) -> list[str]:
@@ -136,153 +198,95 @@ def connections_schema(db: Database) -> list[str]:
             last_refresh_at {ts},
             last_error TEXT,
             created_at {ts} NOT NULL,
-            updated_at {ts} NOT NULL
+            updated_at {ts} NOT NULL,
+            access_issued_at {ts},
+            lease_holder TEXT,
+            lease_expires_at {ts}
         )""",
         *events_schema(db),
     ]
 
 
-class LockedConnection:
-    """A connection row held under its lock inside an open transaction.
-
-    Whatever is written through it commits together when the `ConnectionStore.locked`
-    block ends normally, and before the lock is released.
-    """
-
-    def __init__(self, store: ConnectionStore, tx: Transaction, row: Row) -> None:
-        self._store = store
-        self._tx = tx
-        self._row = row
-        self.connection = Connection.from_row(row)
-
-    def __repr__(self) -> str:
-        return f"LockedConnection(realm_id={self.connection.realm_id!r})"
-
-    def tokens(self) -> DecryptedTokens:
-        return self._store._decrypt_row(self._row)
-
-    def save_refreshed(self, tokens: TokenSet, *, previous_refresh_token: str) -> None:
-        """Store rotated tokens from a refresh, and a 'refreshed' event."""
-        realm_id = self.connection.realm_id
-        now = datetime.now(UTC)
-        access, refresh = self._store._encrypt_pair(realm_id, tokens)
-        self._tx.execute(
-            f"""UPDATE {CONNECTIONS_TABLE} SET access_token = ?, refresh_token = ?, key_id = ?,
-                expires_at = ?, refresh_expires_at = COALESCE(?, refresh_expires_at),
-                refresh_hard_expires_at = COALESCE(?, refresh_hard_expires_at),
-                status = ?, last_refresh_at = ?, last_error = NULL, updated_at = ?
-                WHERE realm_id = ?""",
-            (
-                access,
-                refresh,
-                self._store.keyring.primary_kid,
-                tokens.access_expires_at,
-                tokens.refresh_expires_at,
-                tokens.refresh_hard_expires_at,
-                ConnectionStatus.ACTIVE.value,
-                now,
-                now,
-                realm_id,
-            ),
-        )
-        rotated = "rotated" if tokens.refresh_token != previous_refresh_token else "unchanged"
-        record_event(
-            self._tx,
-            realm_id,
-            EventKind.REFRESHED,
-            f"access token valid until {tokens.access_expires_at.isoformat(timespec='seconds')}; "
-            f"refresh token {rotated} ({fingerprint(previous_refresh_token)} -> "
-            f"{fingerprint(tokens.refresh_token)})",
-            at=now,
-        )
-
-    def mark_needs_reauth(self, error: str, kind: EventKind = EventKind.INVALID_GRANT) -> None:
-        self._set_status(ConnectionStatus.NEEDS_REAUTH, error, kind)
-
-    def mark_revoked(self, reason: str = "revoked") -> None:
-        self._set_status(ConnectionStatus.REVOKED, reason, EventKind.REVOKED)
-
-    def record_refresh_failure(self, error: str) -> None:
-        """Keep the error on the row and in a 'refresh_failed' event; the status stays."""
-        now = datetime.now(UTC)
-        self._tx.execute(
-            f"UPDATE {CONNECTIONS_TABLE} SET last_error = ?, updated_at = ? WHERE realm_id = ?",
-            (_clip_error(error), now, self.connection.realm_id),
-        )
-        record_event(self._tx, self.connection.realm_id, EventKind.REFRESH_FAILED, error, at=now)
-
-    def reencrypt(self) -> bool:
-        """Re-encrypt under the primary key; False when it already was."""
-        ring = self._store.keyring
-        old_kid = self.connection.key_id
-        tokens = self.tokens()
-        if (
-            old_kid == ring.primary_kid
-            and KeyRing.key_id_of(self._row[ACCESS_TOKEN]) == ring.primary_kid
-            and KeyRing.key_id_of(self._row[REFRESH_TOKEN]) == ring.primary_kid
-        ):
-            return False
-        realm_id = self.connection.realm_id
-        now = datetime.now(UTC)
-        self._tx.execute(
-            f"""UPDATE {CONNECTIONS_TABLE} SET access_token = ?, refresh_token = ?, key_id = ?,
-                updated_at = ? WHERE realm_id = ?""",
-            (
-                ring.encrypt(tokens.access_token, realm_id=realm_id, field=ACCESS_TOKEN),
-                ring.encrypt(tokens.refresh_token, realm_id=realm_id, field=REFRESH_TOKEN),
-                ring.primary_kid,
-                now,
-                realm_id,
-            ),
-        )
-        record_event(
-            self._tx,
-            realm_id,
-            EventKind.KEY_ROTATED,
-            f"re-encrypted under key id {ring.primary_kid} (was {old_kid})",
-            at=now,
-        )
-        return True
-
-    def _set_status(self, status: ConnectionStatus, error: str, kind: EventKind) -> None:
-        now = datetime.now(UTC)
-        self._tx.execute(
-            f"""UPDATE {CONNECTIONS_TABLE} SET status = ?, last_error = ?, updated_at = ?
-                WHERE realm_id = ?""",
-            (status.value, _clip_error(error), now, self.connection.realm_id),
-        )
-        record_event(self._tx, self.connection.realm_id, kind, error, at=now)
+def _added_columns(db: Database) -> dict[str, dict[str, str]]:
+    """Columns stores created by earlier releases lack."""
+    ts = db.timestamp_type
+    return {
+        CONNECTIONS_TABLE: {
+            "access_issued_at": ts,
+            "lease_holder": "TEXT",
+            "lease_expires_at": ts,
+        }
+    }
 
 
 class ConnectionStore:
-    """Saves, reads and re-keys QuickBooks connections; decrypts only on request."""
+    """Saves, reads, leases and re-keys QuickBooks connections; decrypts only on request."""
 
     def __init__(self, db: Database, keyring: KeyRing, *, create_schema: bool = True) -> None:
         self.db = db
         self.keyring = keyring
         if create_schema:
-            db.create_schema(connections_schema(db))
+            db.create_schema(
+                connections_schema(db),
+                tables=(CONNECTIONS_TABLE, EVENTS_TABLE),
+                columns=_added_columns(db),
+            )
 
     def __repr__(self) -> str:
         return f"ConnectionStore(db={self.db!r}, keyring={self.keyring!r})"
 
+    # --- reads ---------------------------------------------------------------------------
+
+    def find(self, realm_id: str) -> Connection | None:
+        row = self._row(realm_id)
+        return Connection.from_row(row) if row else None
+
+    def get(self, realm_id: str) -> Connection:
+        connection = self.find(realm_id)
+        if connection is None:
+            raise UnknownRealm(realm_id)
+        return connection
+
+    def decrypt(self, realm_id: str) -> DecryptedTokens:
+        row = self._row(realm_id)
+        if row is None:
+            raise UnknownRealm(realm_id)
+        return self._decrypt_row(row)
+
+    def list(self) -> list[Connection]:
+        with self.db.read() as tx:
+            rows = tx.all(f"SELECT * FROM {CONNECTIONS_TABLE} ORDER BY realm_id")
+        return [Connection.from_row(row) for row in rows]
+
+    def events(
+        self, after_id: int = 0, *, realm_id: str | None = None, limit: int = 1000
+    ) -> list[TokenEvent]:
+        with self.db.read() as tx:
+            return read_events(tx, after_id=after_id, realm_id=realm_id, limit=limit)
+
+    # --- connecting ----------------------------------------------------------------------
+
     def save_tokens(
         self, realm_id: str, tokens: TokenSet, organization_id: str | None = None
     ) -> Connection:
-        """Insert or replace a realm's tokens (a new connection or a reconnect): active again."""
+        """Insert or replace a realm's tokens (a new connection or a reconnect): active again.
+
+        The caller has made sure the tokens open that company (`quickbooks.identity`).
+        """
+        check_realm_id(realm_id)
         if tokens.realm_id is not None and tokens.realm_id != realm_id:
             raise VaultError(
                 f"tokens issued for realm {tokens.realm_id} cannot be saved for realm {realm_id}"
             )
         now = datetime.now(UTC)
         access, refresh = self._encrypt_pair(realm_id, tokens)
-        with self._write(realm_id) as tx:
+        with self.db.transaction() as tx:
             tx.execute(
                 f"""INSERT INTO {CONNECTIONS_TABLE} (organization_id, realm_id, access_token,
                     refresh_token, key_id, expires_at, refresh_expires_at,
                     refresh_hard_expires_at, status, last_refresh_at, last_error, created_at,
-                    updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)
+                    updated_at, access_issued_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?)
                 ON CONFLICT (realm_id) DO UPDATE SET
                     organization_id = COALESCE(excluded.organization_id,
                                                {CONNECTIONS_TABLE}.organization_id),
@@ -294,7 +298,8 @@ class ConnectionStore:
                     refresh_hard_expires_at = excluded.refresh_hard_expires_at,
                     status = excluded.status,
                     last_error = NULL,
-                    updated_at = excluded.updated_at""",
+                    updated_at = excluded.updated_at,
+                    access_issued_at = excluded.access_issued_at""",
                 (
                     organization_id,
                     realm_id,
@@ -307,6 +312,7 @@ class ConnectionStore:
                     ConnectionStatus.ACTIVE.value,
                     now,
                     now,
+                    tokens.issued_at,
                 ),
             )
             detail = (
@@ -318,80 +324,237 @@ class ConnectionStore:
         assert row is not None
         return Connection.from_row(row)
 
-    def find(self, realm_id: str) -> Connection | None:
-        with self.db.read() as tx:
-            row = tx.one(f"SELECT * FROM {CONNECTIONS_TABLE} WHERE realm_id = ?", (realm_id,))
-        return Connection.from_row(row) if row else None
+    # --- the lease ------------------------------------------------------------------------
 
-    def get(self, realm_id: str) -> Connection:
-        connection = self.find(realm_id)
-        if connection is None:
-            raise UnknownRealm(realm_id)
-        return connection
+    def lease(
+        self,
+        realm_id: str,
+        *,
+        wait: timedelta = LEASE_DURATION,
+        satisfied: Callable[[DecryptedTokens], bool] | None = None,
+    ) -> Lease | DecryptedTokens:
+        """Take the realm's lease, waiting up to `wait` for its holder to give it back.
 
-    def decrypt(self, realm_id: str) -> DecryptedTokens:
-        with self.db.read() as tx:
-            row = tx.one(f"SELECT * FROM {CONNECTIONS_TABLE} WHERE realm_id = ?", (realm_id,))
-        if row is None:
-            raise UnknownRealm(realm_id)
-        return self._decrypt_row(row)
-
-    def list(self) -> list[Connection]:
-        with self.db.read() as tx:
-            rows = tx.all(f"SELECT * FROM {CONNECTIONS_TABLE} ORDER BY realm_id")
-        return [Connection.from_row(row) for row in rows]
-
-    def mark_needs_reauth(self, realm_id: str, error: str) -> None:
-        """The grant is unusable (invalid_grant): stop refreshing until someone reconnects."""
-        with self.locked(realm_id) as locked:
-            locked.mark_needs_reauth(error)
-
-    def mark_revoked(self, realm_id: str) -> None:
-        """The app was disconnected from the company; tokens stay encrypted but unused."""
-        with self.locked(realm_id) as locked:
-            locked.mark_revoked()
-
-    def events(
-        self, after_id: int = 0, *, realm_id: str | None = None, limit: int = 1000
-    ) -> list[TokenEvent]:
-        with self.db.read() as tx:
-            return read_events(tx, after_id=after_id, realm_id=realm_id, limit=limit)
-
-    def rotate_keys(self) -> int:
-        """Re-encrypt every connection under the primary key; returns how many changed.
-
-        One transaction per realm under its lock, so a refresh running meanwhile is never
-        overwritten, and a failure part-way leaves finished realms done: run it again.
+        While waiting, the stored tokens are looked at: once `satisfied` accepts them (the
+        holder's refresh produced what we needed) they are returned instead of a lease.
+        A lease its holder did not give back is taken over once it lapses.
         """
-        changed = 0
-        for realm_id in self._realm_ids():
-            with self.locked(realm_id) as locked:
-                changed += locked.reencrypt()
-        return changed
+        holder = _new_holder()
+        deadline = time.monotonic() + wait.total_seconds()
+        pause = _LEASE_POLL[0]
+        while True:
+            if self._take_lease(realm_id, holder):
+                return Lease(realm_id, holder)
+            if satisfied is not None:
+                current = self.decrypt(realm_id)
+                if satisfied(current):
+                    return current
+            if time.monotonic() >= deadline:
+                raise RefreshLockTimeout(realm_id, wait.total_seconds())
+            time.sleep(pause * random.uniform(0.5, 1.0))
+            pause = min(pause * 2, _LEASE_POLL[1])
 
-    @contextmanager
-    def locked(self, realm_id: str) -> Iterator[LockedConnection]:
-        """Hold the realm's row lock (SQLite: the database write lock) for the block.
-
-        Writes made through the yielded object commit when the block ends normally and
-        roll back if it raises.
-        """
-        with self._write(realm_id) as tx:
-            row = tx.one(
-                f"SELECT * FROM {CONNECTIONS_TABLE} WHERE realm_id = ?{self.db.for_update}",
-                (realm_id,),
+    def release(self, lease: Lease) -> None:
+        with self.db.transaction() as tx:
+            tx.execute(
+                f"""UPDATE {CONNECTIONS_TABLE} SET lease_holder = NULL, lease_expires_at = NULL
+                    WHERE realm_id = ? AND lease_holder = ?""",
+                (lease.realm_id, lease.holder),
             )
-            if row is None:
-                raise UnknownRealm(realm_id)
-            yield LockedConnection(self, tx, row)
 
     @contextmanager
-    def _write(self, realm_id: str) -> Iterator[Transaction]:
+    def leased(self, realm_id: str) -> Iterator[Lease]:
+        """Hold the realm's lease for the block (see `lease`)."""
+        lease = self.lease(realm_id)
+        assert isinstance(lease, Lease)
         try:
-            with self.db.transaction() as tx:
-                yield tx
-        except DatabaseLockTimeout:
-            raise RefreshLockTimeout(realm_id, self.db.lock_timeout) from None
+            yield lease
+        finally:
+            self.release(lease)
+
+    def _take_lease(self, realm_id: str, holder: str) -> bool:
+        now = datetime.now(UTC)
+        with self.db.transaction() as tx:
+            taken = tx.execute(
+                f"""UPDATE {CONNECTIONS_TABLE} SET lease_holder = ?, lease_expires_at = ?
+                    WHERE realm_id = ? AND (lease_holder IS NULL OR lease_expires_at < ?)""",
+                (holder, now + LEASE_DURATION, realm_id, now),
+            )
+            if (
+                not taken
+                and tx.one(
+                    f"SELECT 1 AS found FROM {CONNECTIONS_TABLE} WHERE realm_id = ?", (realm_id,)
+                )
+                is None
+            ):
+                raise UnknownRealm(realm_id)
+        return taken == 1
+
+    # --- writes under a lease, compared with what was read ------------------------------
+
+    def save_refreshed(
+        self, read: DecryptedTokens, tokens: TokenSet, *, used_refresh_token: str
+    ) -> bool:
+        """Store the tokens a refresh returned, and a 'refreshed' event, in one transaction.
+
+        Only if the row still holds the refresh token `read` came from; False when it no
+        longer does (the company was reconnected meanwhile), and nothing is written. The
+        hard expiry is kept as first stored: Intuit's answer counts it from the moment
+        of each response, which would move it by the response time at every refresh.
+        """
+        realm_id = read.realm_id
+        now = datetime.now(UTC)
+        access, refresh = self._encrypt_pair(realm_id, tokens)
+        with self.db.transaction() as tx:
+            saved = tx.execute(
+                f"""UPDATE {CONNECTIONS_TABLE} SET access_token = ?, refresh_token = ?,
+                    key_id = ?, expires_at = ?, access_issued_at = ?,
+                    refresh_expires_at = COALESCE(?, refresh_expires_at),
+                    refresh_hard_expires_at = COALESCE(refresh_hard_expires_at, ?),
+                    status = ?, last_refresh_at = ?, last_error = NULL, updated_at = ?
+                    WHERE realm_id = ? AND refresh_token = ?""",
+                (
+                    access,
+                    refresh,
+                    self.keyring.primary_kid,
+                    tokens.access_expires_at,
+                    tokens.issued_at,
+                    tokens.refresh_expires_at,
+                    tokens.refresh_hard_expires_at,
+                    ConnectionStatus.ACTIVE.value,
+                    now,
+                    now,
+                    realm_id,
+                    read.stored_refresh,
+                ),
+            )
+            if saved:
+                rotated = "rotated" if tokens.refresh_token != used_refresh_token else "unchanged"
+                record_event(
+                    tx,
+                    realm_id,
+                    EventKind.REFRESHED,
+                    "access token valid until "
+                    f"{tokens.access_expires_at.isoformat(timespec='seconds')}; refresh token "
+                    f"{rotated} ({fingerprint(used_refresh_token)} -> "
+                    f"{fingerprint(tokens.refresh_token)})",
+                    at=now,
+                )
+        return bool(saved)
+
+    def mark_needs_reauth(
+        self, realm_id: str, error: str, *, read: DecryptedTokens | None = None
+    ) -> bool:
+        """The grant is unusable (invalid_grant): stop refreshing until someone reconnects.
+
+        With `read`, only while the row still holds that refresh token: a reconnect made
+        while the refused refresh was in flight is not undone by it.
+        """
+        return self._set_status(
+            realm_id, ConnectionStatus.NEEDS_REAUTH, error, EventKind.INVALID_GRANT, read
+        )
+
+    def mark_revoked(self, realm_id: str, reason: str = "revoked") -> bool:
+        """The app was disconnected from the company; tokens stay encrypted but unused."""
+        return self._set_status(realm_id, ConnectionStatus.REVOKED, reason, EventKind.REVOKED)
+
+    def record_refresh_failure(self, realm_id: str, error: str) -> None:
+        """Keep the error on the row and in a 'refresh_failed' event; the status stays."""
+        now = datetime.now(UTC)
+        with self.db.transaction() as tx:
+            tx.execute(
+                f"UPDATE {CONNECTIONS_TABLE} SET last_error = ?, updated_at = ? WHERE realm_id = ?",
+                (_clip_error(error), now, realm_id),
+            )
+            record_event(tx, realm_id, EventKind.REFRESH_FAILED, error, at=now)
+
+    def _set_status(
+        self,
+        realm_id: str,
+        status: ConnectionStatus,
+        error: str,
+        kind: EventKind,
+        read: DecryptedTokens | None = None,
+    ) -> bool:
+        now = datetime.now(UTC)
+        sql = (
+            f"UPDATE {CONNECTIONS_TABLE} SET status = ?, last_error = ?, updated_at = ? "
+            "WHERE realm_id = ?"
+        )
+        params: list[object] = [status.value, _clip_error(error), now, realm_id]
+        if read is not None:
+            sql += " AND refresh_token = ?"
+            params.append(read.stored_refresh)
+        with self.db.transaction() as tx:
+            changed = tx.execute(sql, params)
+            if changed:
+                record_event(tx, realm_id, kind, error, at=now)
+            elif read is None:
+                raise UnknownRealm(realm_id)
+        return bool(changed)
+
+    # --- keys -----------------------------------------------------------------------------
+
+    def rotate_keys(self) -> RotationReport:
+        """Re-encrypt every connection under the primary key, one realm at a time.
+
+        Each realm under its lease, so a refresh running meanwhile is never overwritten.
+        A realm whose tokens no key of the ring opens is reported and skipped; the rest
+        are still done, and running it again finishes what is left.
+        """
+        report = RotationReport(self.keyring.primary_kid)
+        for realm_id in self._realm_ids():
+            with self.leased(realm_id):
+                try:
+                    changed = self._reencrypt(realm_id)
+                except (DecryptionError, UnknownKeyId) as error:
+                    report.unreadable[realm_id] = str(error)
+                    continue
+            (report.reencrypted if changed else report.current).append(realm_id)
+        return report
+
+    def _reencrypt(self, realm_id: str) -> bool:
+        """Re-encrypt one realm under the primary key; False when it already was."""
+        row = self._row(realm_id)
+        if row is None:
+            return False
+        ring = self.keyring
+        old_kid = row["key_id"]
+        tokens = self._decrypt_row(row)
+        if old_kid == ring.primary_kid and all(
+            KeyRing.key_id_of(row[column]) == ring.primary_kid
+            for column in (ACCESS_TOKEN, REFRESH_TOKEN)
+        ):
+            return False
+        now = datetime.now(UTC)
+        with self.db.transaction() as tx:
+            changed = tx.execute(
+                f"""UPDATE {CONNECTIONS_TABLE} SET access_token = ?, refresh_token = ?,
+                    key_id = ?, updated_at = ? WHERE realm_id = ? AND refresh_token = ?""",
+                (
+                    ring.encrypt(tokens.access_token, realm_id=realm_id, field=ACCESS_TOKEN),
+                    ring.encrypt(tokens.refresh_token, realm_id=realm_id, field=REFRESH_TOKEN),
+                    ring.primary_kid,
+                    now,
+                    realm_id,
+                    tokens.stored_refresh,
+                ),
+            )
+            if changed:
+                record_event(
+                    tx,
+                    realm_id,
+                    EventKind.KEY_ROTATED,
+                    f"re-encrypted under key id {ring.primary_kid} (was {old_kid})",
+                    at=now,
+                )
+        return bool(changed)
+
+    # --- rows ---------------------------------------------------------------------------
+
+    def _row(self, realm_id: str) -> Row | None:
+        with self.db.read() as tx:
+            return tx.one(f"SELECT * FROM {CONNECTIONS_TABLE} WHERE realm_id = ?", (realm_id,))
 
     def _realm_ids(self) -> list[str]:
         with self.db.read() as tx:
@@ -418,4 +581,6 @@ class ConnectionStore:
             refresh_expires_at=as_utc(row["refresh_expires_at"]),
             refresh_hard_expires_at=as_utc(row["refresh_hard_expires_at"]),
             status=ConnectionStatus(row["status"]),
+            access_issued_at=as_utc(row.get("access_issued_at")),
+            stored_refresh=row[REFRESH_TOKEN],
         )

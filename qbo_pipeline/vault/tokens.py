@@ -2,10 +2,17 @@
 
 Intuit rotates refresh tokens and rejects a superseded one with ``invalid_grant``, so two
 workers refreshing the same grant at once is the classic way to lose a connection. Here a
-refresh happens only under the realm's database lock, the stored tokens are re-read after
-taking it (another worker may have refreshed meanwhile, in which case we use its result),
-and the new tokens are committed before the lock is released. A per-process lock in
-front of it keeps threads of one process from queueing on the database.
+refresh happens only under the realm's lease (see store.py), the stored tokens are
+re-read after taking it (another worker may have refreshed meanwhile, in which case we
+use its result), and the new tokens are saved before the lease is given back. A
+per-process lock in front of it keeps threads of one process from polling the lease.
+
+No database lock is held while Intuit answers, so a hung token endpoint delays only its
+own realm, and only for the refresh's deadline (`oauth.REFRESH_DEADLINE`).
+
+Once Intuit has rotated the refresh token the old one may be dead, so saving the new one
+is retried in fresh transactions; if that still fails, the failure is logged with
+fingerprints and recorded as an event (which alerts), never lost silently.
 
 ``invalid_grant`` is final: the connection becomes ``needs_reauth`` and every later call
 raises `ReauthorizationRequired` without contacting Intuit, until someone reconnects.
@@ -18,22 +25,23 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 
-import httpx
+from tenacity import Retrying, stop_after_attempt, wait_exponential
 
 from qbo_pipeline.quickbooks.faults import InvalidGrant, QuickBooksError
-from qbo_pipeline.quickbooks.oauth import OAuthClient
-from qbo_pipeline.vault.errors import ReauthorizationRequired
+from qbo_pipeline.quickbooks.oauth import OAuthClient, TokenSet
+from qbo_pipeline.vault.errors import ReauthorizationRequired, RotatedTokenNotSaved
 from qbo_pipeline.vault.store import (
     ConnectionStatus,
     ConnectionStore,
     DecryptedTokens,
-    LockedConnection,
+    Lease,
     fingerprint,
 )
 
 log = logging.getLogger(__name__)
 
 DEFAULT_REFRESH_MARGIN = timedelta(minutes=5)
+SAVE_ATTEMPTS = 4  # tries to store rotated tokens, in fresh transactions, about 3 s in all
 
 
 class TokenProvider:
@@ -62,7 +70,7 @@ class TokenProvider:
         )
 
     def access_token(self, realm_id: str) -> str:
-        """An access token valid for at least `refresh_margin`; refreshes if needed."""
+        """An access token valid for at least the refresh margin; refreshes if needed."""
         cached = self._cache.get(realm_id)
         if cached is not None and self._fresh(cached):
             return cached.access_token
@@ -91,7 +99,8 @@ class TokenProvider:
         `refresh_token` is a caller's own copy, used instead of the stored one (e.g. the
         stored one was lost to a race); it may revive a `needs_reauth` connection. Intuit
         refusing the caller's copy proves nothing about the stored grant, so then the
-        connection keeps its status and the `InvalidGrant` is raised as is.
+        connection is left exactly as it was (no event, no alert) and the `InvalidGrant`
+        is raised as is.
         """
         return self._refresh(realm_id, done=lambda _tokens: False, refresh_token=refresh_token)
 
@@ -106,61 +115,94 @@ class TokenProvider:
         refresh_token: str | None = None,
     ) -> str:
         self._cache.pop(realm_id, None)
+        self._discover(realm_id)
         with self._realm_lock(realm_id):
-            failure: Exception | None = None
-            with self.store.locked(realm_id) as locked:
-                current = locked.tokens()
+            held = self.store.lease(realm_id, satisfied=done)
+            if isinstance(held, DecryptedTokens):  # another worker's refresh did it
+                return held.access_token
+            try:
+                current = self.store.decrypt(realm_id)
                 callers_own = refresh_token is not None and refresh_token != current.refresh_token
                 if not callers_own:
                     _raise_unless_active(current)
                 if done(current):
                     return current.access_token
-                try:
-                    return self._refresh_locked(locked, current, refresh_token)
-                except InvalidGrant as error:
-                    if callers_own:  # the stored grant is untouched: only note the failure
-                        locked.record_refresh_failure(f"the caller's refresh token: {error}")
-                        failure = error
-                    else:
-                        locked.mark_needs_reauth(str(error))
-                        failure = ReauthorizationRequired(realm_id, "invalid_grant")
-                        failure.__cause__ = error  # keeps Intuit's intuit_tid for support
-                        log.error(
-                            "token refresh for realm %s: invalid_grant, needs reauth", realm_id
-                        )
-                except (QuickBooksError, httpx.HTTPError) as error:
-                    message = _describe(error)
-                    locked.record_refresh_failure(message)
-                    failure = error
-                    log.error("token refresh for realm %s failed: %s", realm_id, message)
-            # The block above has committed the failure's status and event; now report it.
-            assert failure is not None
-            raise failure
+                return self._refresh_leased(held, current, refresh_token if callers_own else None)
+            finally:
+                self.store.release(held)
 
-    def _refresh_locked(
-        self, locked: LockedConnection, current: DecryptedTokens, refresh_token: str | None
-    ) -> str:
-        realm_id = locked.connection.realm_id
-        used = refresh_token or current.refresh_token
-        tokens = self.oauth.refresh(used, realm_id)
+    def _discover(self, realm_id: str) -> None:
+        """Read Intuit's discovery document before taking the lease, which then covers only
+        the token call; its failure is a refresh failure like any other."""
         try:
-            locked.save_refreshed(tokens, previous_refresh_token=used)
-        except Exception:
-            # Intuit has rotated the refresh token but we could not store the new one: the
-            # old one still works only within Intuit's grace period, if any.
-            log.error(
-                "refreshed realm %s at Intuit but could not save the new tokens; if later "
-                "refreshes fail with invalid_grant, reconnect the company",
-                realm_id,
-            )
+            self.oauth.endpoints  # noqa: B018 - fetched once, then cached
+        except QuickBooksError as error:
+            self.store.record_refresh_failure(realm_id, str(error))
             raise
-        log.info(
-            "refreshed the QuickBooks tokens of realm %s (refresh token %s -> %s)",
-            realm_id,
-            fingerprint(used),
-            fingerprint(tokens.refresh_token),
-        )
+
+    def _refresh_leased(
+        self, lease: Lease, current: DecryptedTokens, callers_own: str | None
+    ) -> str:
+        realm_id = lease.realm_id
+        used = callers_own or current.refresh_token
+        try:
+            tokens = self.oauth.refresh(used, realm_id)
+        except InvalidGrant as error:
+            if callers_own is not None:
+                raise
+            self.store.mark_needs_reauth(realm_id, str(error), read=current)
+            log.error("token refresh for realm %s: invalid_grant, needs reauth", realm_id)
+            raise ReauthorizationRequired(realm_id, "invalid_grant") from error
+        except QuickBooksError as error:
+            self.store.record_refresh_failure(realm_id, str(error))
+            log.error("token refresh for realm %s failed: %s", realm_id, error)
+            raise
+        self._save_rotated(current, tokens, used)
         return tokens.access_token
+
+    def _save_rotated(self, current: DecryptedTokens, tokens: TokenSet, used: str) -> None:
+        """Store what Intuit returned, trying again in fresh transactions; only then log
+        success. A store that keeps failing is logged, recorded and raised."""
+        realm_id = current.realm_id
+        change = f"{fingerprint(used)} -> {fingerprint(tokens.refresh_token)}"
+        try:
+            for attempt in Retrying(
+                stop=stop_after_attempt(SAVE_ATTEMPTS),
+                wait=wait_exponential(multiplier=0.25, max=2),
+                reraise=True,
+            ):
+                with attempt:
+                    saved = self.store.save_refreshed(current, tokens, used_refresh_token=used)
+        except Exception as error:
+            reason = " ".join(str(error).split()) or type(error).__name__
+            log.error(
+                "refreshed realm %s at Intuit (refresh token %s) but could not save the new "
+                "tokens after %d attempts: %s",
+                realm_id,
+                change,
+                SAVE_ATTEMPTS,
+                reason,
+            )
+            lost = RotatedTokenNotSaved(realm_id, change, reason)
+            self._record_lost(realm_id, str(lost))
+            raise lost from error
+        if not saved:
+            log.warning(
+                "refreshed realm %s (refresh token %s), but the connection was replaced "
+                "meanwhile (reconnected); kept the new connection, not this refresh's tokens",
+                realm_id,
+                change,
+            )
+            return
+        log.info("refreshed the QuickBooks tokens of realm %s (refresh token %s)", realm_id, change)
+
+    def _record_lost(self, realm_id: str, detail: str) -> None:
+        try:
+            self.store.record_refresh_failure(realm_id, detail)
+        except Exception:
+            log.critical(
+                "could not record the failure either; realm %s may need reconnecting", realm_id
+            )
 
     def _realm_lock(self, realm_id: str) -> threading.Lock:
         with self._realm_locks_guard:
@@ -172,10 +214,3 @@ def _raise_unless_active(tokens: DecryptedTokens) -> None:
         raise ReauthorizationRequired(tokens.realm_id, "revoked")
     if tokens.status is ConnectionStatus.NEEDS_REAUTH:
         raise ReauthorizationRequired(tokens.realm_id, "invalid_grant")
-
-
-def _describe(error: Exception) -> str:
-    """A one-line, token-free description: OAuth errors never echo the request body."""
-    if isinstance(error, QuickBooksError):
-        return str(error)
-    return f"{type(error).__name__} talking to Intuit's token endpoint: {error}"

@@ -3,14 +3,18 @@
 Imports no Dagster and no HTTP; the sync engine hands it raw entities and a cursor.
 """
 
-from qbo_pipeline.warehouse.base import PreparedBatch, UpsertResult, Warehouse, WarehouseError
+from qbo_pipeline.urls import mask_url
+from qbo_pipeline.warehouse.base import PreparedBatch, UpsertResult, Warehouse
+from qbo_pipeline.warehouse.errors import UnfitValue, WarehouseBusy, WarehouseError
 from qbo_pipeline.warehouse.normalise import encode_batch
-from qbo_pipeline.warehouse.url import connect_warehouse, mask_url
+from qbo_pipeline.warehouse.url import connect_warehouse
 
 __all__ = [
     "PreparedBatch",
+    "UnfitValue",
     "UpsertResult",
     "Warehouse",
+    "WarehouseBusy",
     "WarehouseError",
     "connect_warehouse",
     "encode_batch",

@@ -1,8 +1,10 @@
 """The warehouse interface, and the upsert logic DuckDB and PostgreSQL share.
 
-A backend supplies only sessions: a transaction that can run SQL and stage columns of text
-under a name. Everything that decides what a sync means (newest SyncToken wins, lines are
-replaced with their parent, the cursor moves forward with the rows it covers) is here once.
+A backend supplies sessions: a transaction that can run SQL and stage columns of text under
+a name. It may also type batches before the write and write entity rows its own way, as
+DuckDB does. What a sync means (the newest SyncToken wins, lines are replaced with their
+parent, the cursor moves forward with the rows it covers) is decided once, here and in the
+SQL it runs (schema.py, normalise.py).
 """
 
 from __future__ import annotations
@@ -17,19 +19,19 @@ from typing import Any, Protocol, runtime_checkable
 
 from qbo_pipeline.quickbooks.catalog import ENTITIES, Entity
 from qbo_pipeline.warehouse import schema
+from qbo_pipeline.warehouse.errors import UnfitValue
 from qbo_pipeline.warehouse.normalise import SEQ, STAGE, describe_bad_value, encode_batch
-from qbo_pipeline.warehouse.schema import DELETIONS, SEEN, Dialect, Table
+from qbo_pipeline.warehouse.schema import DELETIONS, SEEN, Table
+from qbo_pipeline.warehouse.sql import Dialect
 
-
-class WarehouseError(RuntimeError):
-    """The warehouse could not be reached or written; the message never holds a password."""
+WAREHOUSE_URL_VARIABLE = "QBO_WAREHOUSE_URL"
 
 
 @dataclass(frozen=True)
 class PreparedBatch:
     """Records made ready to write without the warehouse: encoded and, where the backend
-    can, already typed. Preparing takes no connection or lock, so a sync prepares the next
-    batch on another thread while the warehouse writes this one."""
+    can, already typed. Preparing takes neither the warehouse's connection nor its lock, so
+    a sync prepares the next batch on another thread while the warehouse writes this one."""
 
     entity: Entity
     texts: list[str]  # each record as JSON text, in the order received
@@ -194,8 +196,9 @@ class SqlWarehouse(ABC):
     ) -> UpsertResult:
         """Write a batch and, in the same transaction, move the entity's cursor forward.
 
-        The database types the records (normalise.py); a value it cannot cast fails the
-        whole transaction, and the error then names the entity, field and value.
+        The database types the records (normalise.py) when the batch is prepared, or else in
+        this transaction; a value it cannot cast writes nothing of the batch and leaves the
+        cursor, and the error then names the entity, field and value.
         """
         _check_aware(cursor, entity.name)
         if isinstance(raws, PreparedBatch):
@@ -231,7 +234,7 @@ class SqlWarehouse(ABC):
             described = describe_bad_value(entity, texts)
             if described is None:
                 raise
-            raise ValueError(described) from error
+            raise UnfitValue(described) from error
 
     def _replace_lines(
         self,

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
 import duckdb
 import orjson
 
 from qbo_pipeline.quickbooks.catalog import DETAIL, Column, ColumnType, Entity
+from qbo_pipeline.warehouse.errors import UnfitValue
+from qbo_pipeline.warehouse.sql import JSON, SQL_TYPES, Dialect, literal, quote, text_array
 
 LINE_INDEX = "line_index"
 STAGE = "_qbo_stage"  # (seq, raw): the batch as received, in order
@@ -31,41 +32,6 @@ _PACIFIC = "America/Los_Angeles"
 _HAS_OFFSET = r"([zZ]|[+-]\d\d(:?\d\d)?)$"
 
 
-class Dialect(StrEnum):
-    DUCKDB = "duckdb"
-    POSTGRES = "postgres"
-
-
-SQL_TYPES: dict[Dialect, dict[str, str]] = {
-    Dialect.DUCKDB: {
-        ColumnType.TEXT: "VARCHAR",
-        ColumnType.BOOLEAN: "BOOLEAN",
-        ColumnType.INTEGER: "BIGINT",
-        ColumnType.DECIMAL: "DECIMAL(24,8)",
-        ColumnType.DATE: "DATE",
-        ColumnType.TIMESTAMP: "TIMESTAMPTZ",
-        "json": "JSON",
-    },
-    Dialect.POSTGRES: {
-        ColumnType.TEXT: "TEXT",
-        ColumnType.BOOLEAN: "BOOLEAN",
-        ColumnType.INTEGER: "BIGINT",
-        ColumnType.DECIMAL: "NUMERIC(24,8)",
-        ColumnType.DATE: "DATE",
-        ColumnType.TIMESTAMP: "TIMESTAMPTZ",
-        "json": "JSONB",
-    },
-}
-
-
-def quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 # --- Python side: the only per-record work ---------------------------------------------
 
 
@@ -76,12 +42,12 @@ def _short(value: object) -> str:
 
 def _check_id(entity: Entity, raw: object) -> None:
     if not isinstance(raw, dict):
-        raise ValueError(
+        raise UnfitValue(
             f"{entity.name} record is a {type(raw).__name__}, not a JSON object: {_short(raw)}"
         )
     entity_id = raw.get("Id")
     if entity_id is None or entity_id == "" or isinstance(entity_id, dict | list | bool):
-        raise ValueError(f"{entity.name} record has no usable Id (field Id = {_short(entity_id)})")
+        raise UnfitValue(f"{entity.name} record has no usable Id (field Id = {_short(entity_id)})")
 
 
 def _encode(raw: dict) -> str:
@@ -133,11 +99,11 @@ def typed(text: str, column_type: ColumnType, dialect: Dialect, cast: Cast = _ca
 
 def _instant(text: str, dialect: Dialect, cast: Cast) -> str:
     if dialect is Dialect.DUCKDB:
-        has_offset = f"regexp_matches({text}, {_literal(_HAS_OFFSET)})"
-        pacific = f"timezone({_literal(_PACIFIC)}, {cast(text, 'TIMESTAMP')})"
+        has_offset = f"regexp_matches({text}, {literal(_HAS_OFFSET)})"
+        pacific = f"timezone({literal(_PACIFIC)}, {cast(text, 'TIMESTAMP')})"
     else:
-        has_offset = f"{text} ~ {_literal(_HAS_OFFSET)}"
-        pacific = f"({cast(text, 'TIMESTAMP')} AT TIME ZONE {_literal(_PACIFIC)})"
+        has_offset = f"{text} ~ {literal(_HAS_OFFSET)}"
+        pacific = f"({cast(text, 'TIMESTAMP')} AT TIME ZONE {literal(_PACIFIC)})"
     return f"CASE WHEN {has_offset} THEN {cast(text, 'TIMESTAMPTZ')} ELSE {pacific} END"
 
 
@@ -167,7 +133,7 @@ def _duck_path(source: str, path: Sequence[str]) -> str:
 
 def _pg_path(source: str, path: Sequence[str]) -> str:
     *head, last = path
-    return "".join([source, *(f"->{_literal(key)}" for key in head), f"->>{_literal(last)}"])
+    return "".join([source, *(f"->{literal(key)}" for key in head), f"->>{literal(last)}"])
 
 
 @dataclass(frozen=True)
@@ -191,7 +157,7 @@ def entity_projection(entity: Entity, dialect: Dialect) -> Projection:
         structure = _structure(paths)
         if entity.lines is not None:
             structure[entity.lines.field] = ["JSON"]
-        parse = f"from_json(raw, {_literal(json.dumps(structure))}) AS j"
+        parse = f"from_json(raw, {literal(json.dumps(structure))}) AS j"
         path = _duck_path
     else:
         parse = "CAST(raw AS JSONB) AS j"
@@ -213,8 +179,8 @@ def line_projection(entity: Entity, dialect: Dialect) -> Projection:
         plain = _structure(c.path for c in line_columns if tails[c.name] is None)
         detail = _structure(tail for tail in tails.values() if tail)
         parse = (
-            f"from_json(line, {_literal(json.dumps(plain))}) AS l, "
-            f"from_json(line -> (line ->> 'DetailType'), {_literal(json.dumps(detail))}) AS d"
+            f"from_json(line, {literal(json.dumps(plain))}) AS l, "
+            f"from_json(line -> (line ->> 'DetailType'), {literal(json.dumps(detail))}) AS d"
         )
         for column in line_columns:
             tail = tails[column.name]
@@ -241,14 +207,15 @@ def batch_select(entity: Entity, dialect: Dialect) -> str:
     """The newest record of each id in STAGE, typed, with its raw JSON and its lines.
 
     Pages overlap (incremental syncs use >= on LastUpdatedTime), so a batch can hold two
-    versions of an entity; the databases cannot update one key twice in a statement. On
+    versions of an entity, and a table holds one row per id: PostgreSQL cannot update one
+    key twice in a statement, and DuckDB's tables have no key to refuse a second row. On
     equal SyncTokens the later record wins, being the more recently fetched.
     """
     projection = entity_projection(entity, dialect)
     columns = projection.typed(dialect)
     expressions = dict(columns)
     selected = [f"{expr} AS {quote(name)}" for name, expr in columns]
-    json_type = SQL_TYPES[dialect]["json"]
+    json_type = SQL_TYPES[dialect][JSON]
     if dialect is Dialect.DUCKDB:
         selected.append(f"CAST(raw AS {json_type}) AS raw")
         if entity.lines is not None:
@@ -256,7 +223,7 @@ def batch_select(entity: Entity, dialect: Dialect) -> str:
     else:
         selected.append("j AS raw")
         if entity.lines is not None:
-            field = _literal(entity.lines.field)
+            field = literal(entity.lines.field)
             selected.append(f"NULLIF(j->{field}, 'null'::jsonb) AS {LINES}")
     rank = (
         f"row_number() OVER (PARTITION BY {expressions['id']} "
@@ -296,7 +263,7 @@ def lines_select(entity: Entity, dialect: Dialect) -> str:
     return (
         f"SELECT $1, b.id, e.n - 1, {typed_columns}, e.line\n"
         # A join, not `id = ANY($2)`: that compares every row with every written id.
-        f"FROM {BATCH} AS b JOIN unnest(CAST($2 AS TEXT[])) AS w(id) ON w.id = b.id\n"
+        f"FROM {BATCH} AS b JOIN unnest({text_array('$2', dialect)}) AS w(id) ON w.id = b.id\n"
         f"CROSS JOIN LATERAL jsonb_array_elements(b.{LINES}) WITH ORDINALITY AS e(line, n)"
     )
 
@@ -345,7 +312,7 @@ def describe_bad_value(entity: Entity, texts: Sequence[str]) -> str | None:
 def _describe_bad_line(connection: duckdb.DuckDBPyConnection, entity: Entity) -> str | None:
     assert entity.lines is not None
     field = entity.lines.field
-    structure = _literal(json.dumps({"Id": "VARCHAR", field: ["JSON"]}))
+    structure = literal(json.dumps({"Id": "VARCHAR", field: ["JSON"]}))
     lines = line_projection(entity, Dialect.DUCKDB)
     found = connection.execute(
         f"SELECT id, n, json_type(line), {_failures(lines)} FROM ("

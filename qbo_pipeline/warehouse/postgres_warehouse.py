@@ -1,8 +1,9 @@
 """The PostgreSQL warehouse: COPY into a temporary table, then one upsert per batch.
 
-One connection is held per warehouse object (opened lazily, reopened if it breaks) and
-used by one transaction at a time. Statements go through psycopg's RawCursor so the SQL
-uses PostgreSQL's own `$1` placeholders, the same text DuckDB runs.
+Connections come from the project's pool (`qbo_pipeline.postgres`), one per transaction,
+and one transaction runs at a time per warehouse object. Statements go through psycopg's
+RawCursor so the SQL keeps PostgreSQL's own `$1` placeholders, which DuckDB takes too,
+so schema.py writes each shared statement once for both.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from contextlib import contextmanager
 
 import psycopg
 
+from qbo_pipeline.postgres import Postgres
 from qbo_pipeline.quickbooks.catalog import ENTITIES, Entity
-from qbo_pipeline.warehouse.base import SqlWarehouse, WarehouseError
-from qbo_pipeline.warehouse.schema import Dialect, quote
-from qbo_pipeline.warehouse.url import mask_url, scrub
+from qbo_pipeline.warehouse.base import WAREHOUSE_URL_VARIABLE, SqlWarehouse
+from qbo_pipeline.warehouse.sql import Dialect, quote
 
 # Any constant works; it only has to be the same for every process creating the schema.
 _SCHEMA_LOCK_KEY = 0x5142_4F57  # "QBOW"
@@ -53,46 +54,22 @@ class PostgresWarehouse(SqlWarehouse):
     dialect = Dialect.POSTGRES
     _data_errors = (psycopg.errors.DataError,)
 
-    def __init__(
-        self, url: str, *, entities: Sequence[Entity] = ENTITIES, connect_timeout: int = 10
-    ) -> None:
+    def __init__(self, url: str, *, entities: Sequence[Entity] = ENTITIES) -> None:
         super().__init__(entities)
-        self._url = url
-        self._connect_timeout = connect_timeout
-        self.url_for_display = mask_url(url)
-        self._connection: psycopg.Connection | None = None
+        # One transaction at a time needs one connection; a second serves a reader thread.
+        self._postgres = Postgres(
+            url,
+            variable=WAREHOUSE_URL_VARIABLE,
+            pool_size=2,
+            connection_options={"cursor_factory": psycopg.RawCursor},
+        )
+        self.url_for_display = self._postgres.url_for_display
         self._lock = threading.Lock()
-
-    def _connected(self) -> psycopg.Connection:
-        if self._connection is not None and not self._connection.broken:
-            return self._connection
-        try:
-            connection = psycopg.connect(
-                self._url,
-                autocommit=True,
-                connect_timeout=self._connect_timeout,
-                cursor_factory=psycopg.RawCursor,
-                application_name="qbo-pipeline",
-            )
-        except psycopg.Error as error:
-            # libpq messages name host and user, not the password; scrub it anyway.
-            raise WarehouseError(
-                f"cannot connect to PostgreSQL warehouse {self.url_for_display}: "
-                f"{scrub(str(error).strip(), self._url)}"
-            ) from None
-        connection.execute("SET TIME ZONE 'UTC'")
-        self._connection = connection
-        return connection
 
     @contextmanager
     def _session(self, *, more_to_come: bool = False) -> Iterator[_PostgresSession]:
-        with self._lock:
-            connection = self._connected()
-            with connection.transaction():
-                yield _PostgresSession(connection)
+        with self._lock, self._postgres.connection() as connection, connection.transaction():
+            yield _PostgresSession(connection)
 
     def close(self) -> None:
-        with self._lock:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
+        self._postgres.close()

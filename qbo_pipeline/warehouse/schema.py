@@ -1,9 +1,13 @@
 """The warehouse tables derived from the catalog, and the SQL both backends run on them.
 
-DuckDB and PostgreSQL share one SQL text here: both speak `INSERT ... ON CONFLICT ... DO
-UPDATE ... WHERE ... RETURNING`, information_schema and `$n` placeholders. Entities reach
-the database as JSON text in a staging table and are typed there (normalise.py), so each
-backend only needs one fast way to move strings (a DataFrame scan or COPY).
+Both backends create and grow the tables, type a batch, replace lines, mark deletions and
+move the cursor with the statements here, which speak information_schema and `$n`
+placeholders on both. Entity rows are where they part: PostgreSQL writes them with one
+`INSERT ... ON CONFLICT ... DO UPDATE ... WHERE ... RETURNING` (upsert_rows), while DuckDB's
+entity tables have no key to conflict on and its writer reaches the same result in steps of
+its own (duckdb_warehouse.py); both follow `supersedes`. Entities reach the database as JSON
+text in a staging table and are typed there (normalise.py), so each backend only needs one
+fast way to move strings (a DataFrame scan or COPY).
 """
 
 from __future__ import annotations
@@ -16,18 +20,13 @@ from qbo_pipeline.warehouse.normalise import (
     BATCH,
     BATCH_LINES,
     LINE_INDEX,
-    SQL_TYPES,
-    Dialect,
     batch_select,
     lines_select,
-    quote,
 )
-
-__all__ = ["Dialect", "quote"]
+from qbo_pipeline.warehouse.sql import JSON, SQL_TYPES, Dialect, quote, temp_table_as, text_array
 
 SCHEMA = "qbo"
 SYNC_STATE = "_sync_state"
-JSON = "json"  # the raw entity; not a catalog column type
 DELETIONS = "_qbo_deletions"  # (id, deleted_at) staged by apply_deletions
 SEEN = "_qbo_seen"  # (id) staged by unseen_ids
 
@@ -122,7 +121,7 @@ def create_table(table: Table, dialect: Dialect) -> str:
 
     DuckDB keeps a primary key as an ART index that must stay in memory (a million
     invoice lines outgrew a 160 MB buffer pool during an update) and that slows every
-    load; its single writer keeps entity keys unique without one (see stored_ids).
+    load; its single writer keeps entity keys unique without one (see duckdb_warehouse).
     """
     types = SQL_TYPES[dialect]
     columns = [f"{quote(c.name)} {types[c.type]}" for c in table.columns]
@@ -141,18 +140,12 @@ def add_column(table: Table, column: TableColumn, dialect: Dialect) -> str:
 # --- DML -------------------------------------------------------------------------------
 
 
-def temp_table_as(name: str, select: str, dialect: Dialect) -> str:
-    """A relation private to this transaction (DuckDB's connection ends with it anyway)."""
-    on_commit = " ON COMMIT DROP" if dialect is Dialect.POSTGRES else ""
-    return f"CREATE TEMP TABLE {name}{on_commit} AS\n{select}"
-
-
 def create_batch(entity: Entity, dialect: Dialect) -> str:
     """Type the staged records into BATCH, one per id (see normalise.batch_select)."""
     return temp_table_as(BATCH, batch_select(entity, dialect), dialect)
 
 
-def _supersedes(new: str, old: str, table: Table) -> str:
+def supersedes(new: str, old: str, table: Table) -> str:
     """The condition under which row `new` replaces the stored row `old`.
 
     A higher sync_token always wins. An equal one rewrites only if some value differs (so
@@ -176,6 +169,8 @@ def upsert_rows(table: Table) -> str:
 
     deleted_at belongs to whoever records deletions, with one exception: a higher
     SyncToken means the entity exists again (an Id reused by a replay), so it is cleared.
+    ON CONFLICT needs the primary key only PostgreSQL's entity tables have; the DuckDB
+    writer does the same in steps of its own (duckdb_warehouse.py).
     """
     names = [c.name for c in table.loaded]
     assignments = [
@@ -187,78 +182,25 @@ def upsert_rows(table: Table) -> str:
     key = ", ".join(quote(name) for name in table.key)
     updates = ",\n  ".join(assignments)
     return (
-        f"{_insert_batch(table)}"
+        f"{insert_batch(table)}"
         f"ON CONFLICT ({key}) DO UPDATE SET\n  {updates}\n"
-        f"WHERE {_supersedes('excluded', 't', table)}\n"
-        "RETURNING id"
-    )
-
-
-# DuckDB (2.0) runs ON CONFLICT as a join that reads every column of every stored row,
-# raw JSON included: ~0.4 s a batch at 150,000 invoices, for the handful of rows a page
-# boundary repeats. A single writer (which DuckDB's file lock guarantees) can do the same
-# in cheap steps instead: find the stored ids, replace the superseded rows (a delete and
-# an insert: an in-place update of raw JSON makes the next checkpoint rewrite the whole
-# column, 2 s for 1,750 invoices out of 200,000), and insert the new ids.
-
-REPLACED = "_qbo_replaced"  # (id, deleted_at) of the stored rows a batch supersedes
-
-
-def stored_ids(table: Table) -> str:
-    """Ids in BATCH that realm $1 already holds (reads only the key columns)."""
-    return f"SELECT id FROM {BATCH} WHERE {_stored(table)}"
-
-
-def find_superseded(table: Table) -> str:
-    """REPLACED: the stored rows of realm $1 listed in $2 that BATCH supersedes, with the
-    deleted_at their new version keeps."""
-    select = (
-        f"SELECT b.id, {_revived('b', 't')} AS deleted_at\n"
-        f"FROM {table.qualified} AS t JOIN {BATCH} AS b ON t.id = b.id\n"
-        "WHERE t.realm_id = $1 AND t.id IN (SELECT unnest(CAST($2 AS VARCHAR[])))\n"
-        f"AND ({_supersedes('b', 't', table)})"
-    )
-    return temp_table_as(REPLACED, select, Dialect.DUCKDB)
-
-
-def delete_superseded(table: Table) -> str:
-    return (
-        f"DELETE FROM {table.qualified} WHERE realm_id = $1 AND id IN (SELECT id FROM {REPLACED})"
-    )
-
-
-def insert_superseding(table: Table) -> str:
-    """The new versions of the REPLACED rows, for realm $1; returns their ids."""
-    names = [c.name for c in table.loaded]
-    target = ", ".join(quote(name) for name in [*names, "synced_at", "deleted_at"])
-    source = ", ".join(f"b.{quote(name)}" for name in names if name != "realm_id")
-    return (
-        f"INSERT INTO {table.qualified} ({target})\n"
-        f"SELECT $1, {source}, current_timestamp, r.deleted_at\n"
-        f"FROM {BATCH} AS b JOIN {REPLACED} AS r ON r.id = b.id\n"
-        "RETURNING id"
-    )
-
-
-def insert_new_rows(table: Table) -> str:
-    """Insert the BATCH rows whose ids are not among the stored ones listed in $2, for
-    realm $1; returns their ids."""
-    return (
-        f"{_insert_batch(table)}WHERE id NOT IN (SELECT unnest(CAST($2 AS VARCHAR[])))\n"
+        f"WHERE {supersedes('excluded', 't', table)}\n"
         "RETURNING id"
     )
 
 
 def _revive(new: str, old: str) -> str:
-    return f"deleted_at = {_revived(new, old)}"
+    return f"deleted_at = {revived(new, old)}"
 
 
-def _revived(new: str, old: str) -> str:
+def revived(new: str, old: str) -> str:
     """deleted_at of a row superseded by `new`: a higher SyncToken means it exists again."""
     return f"CASE WHEN {_token(new)} > {_token(old)} THEN NULL ELSE {old}.deleted_at END"
 
 
-def _insert_batch(table: Table) -> str:
+def insert_batch(table: Table) -> str:
+    """INSERT of the BATCH rows into `table` for realm $1, open for the clause that picks
+    which: ON CONFLICT (upsert_rows) or, on DuckDB, a WHERE on the stored ids."""
     names = [c.name for c in table.loaded]
     target = ", ".join(quote(name) for name in [*names, "synced_at"])
     source = ", ".join(quote(name) for name in names if name != "realm_id")
@@ -268,29 +210,22 @@ def _insert_batch(table: Table) -> str:
     )
 
 
-def _stored(table: Table) -> str:
-    return (
-        f"EXISTS (SELECT 1 FROM {table.qualified} AS s WHERE s.realm_id = $1 AND s.id = {BATCH}.id)"
-    )
-
-
 def delete_lines(table: Table, parent_key: str, dialect: Dialect) -> str:
     """Drop the lines of the parents given as $2 (a list of ids) in realm $1."""
-    id_list = "CAST($2 AS VARCHAR[])" if dialect is Dialect.DUCKDB else "CAST($2 AS TEXT[])"
     return (
         f"DELETE FROM {table.qualified} WHERE realm_id = $1 "
-        f"AND {quote(parent_key)} IN (SELECT unnest({id_list}))"
+        f"AND {quote(parent_key)} IN (SELECT unnest({text_array('$2', dialect)}))"
     )
 
 
 def insert_lines(entity: Entity, table: Table, dialect: Dialect) -> str:
     """Lines of the BATCH parents listed in $2, for realm $1."""
     target = ", ".join(quote(c.name) for c in table.loaded)
-    if dialect is Dialect.DUCKDB:  # typed when the batch was prepared
+    if dialect is Dialect.DUCKDB:  # typed with the batch (DuckDBWarehouse._load_batch)
         return (
             f"INSERT INTO {table.qualified} ({target})\n"
             f"SELECT $1, * FROM {BATCH_LINES} "
-            "WHERE parent_id IN (SELECT unnest(CAST($2 AS VARCHAR[])))"
+            f"WHERE parent_id IN (SELECT unnest({text_array('$2', dialect)}))"
         )
     return f"INSERT INTO {table.qualified} ({target})\n{lines_select(entity, dialect)}"
 

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
+from qbo_pipeline.errors import ConfigurationError
 from qbo_pipeline.quickbooks.catalog import ENTITIES, Entity
-from qbo_pipeline.urls import mask_url, scrub
-
-__all__ = ["connect_warehouse", "duckdb_path", "mask_url", "scrub", "unsupported"]
+from qbo_pipeline.urls import mask_url
+from qbo_pipeline.warehouse.base import WAREHOUSE_URL_VARIABLE
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -25,11 +25,22 @@ DUCKDB_PREFIX = "duckdb:///"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 
 
-def unsupported(url: str) -> ValueError:
-    return ValueError(
-        f"QBO_WAREHOUSE_URL {mask_url(url)!r} is not supported; "
-        "use duckdb:///path/to/file.duckdb or postgresql://user@host/db"
+def unsupported(url: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"{WAREHOUSE_URL_VARIABLE}={mask_url(url)} is not supported; use unset (a DuckDB "
+        "file in the project), duckdb:///path/to/file.duckdb or postgresql://user@host/db"
     )
+
+
+def check_warehouse_url(url: str | None) -> None:
+    """Raise ConfigurationError unless `url` is a form `connect_warehouse` accepts."""
+    text = (url or "").strip()
+    lowered = text.lower()
+    if not text or lowered.startswith(POSTGRES_PREFIXES):
+        return
+    if not lowered.startswith(DUCKDB_PREFIX):
+        raise unsupported(text)
+    duckdb_path(text)
 
 
 def duckdb_path(url: str) -> Path:
@@ -43,6 +54,8 @@ def connect_warehouse(
     url: str | None, *, default_path: Path, entities: Sequence[Entity] = ENTITIES
 ) -> Warehouse:
     """Open (not yet create) the warehouse a URL names; unset means the local DuckDB file."""
+    # Imported here, not at the top: the DuckDB writer brings pandas and pyarrow (~0.6 s),
+    # which a process that imports the warehouse package but opens none should not pay.
     from qbo_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
     from qbo_pipeline.warehouse.postgres_warehouse import PostgresWarehouse
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -150,6 +151,20 @@ def test_an_expiry_that_moved_is_warned_about_again():
     warned = expiry_warning_keys([before], NOW, 14)
     refreshed_then_idle = connection(refresh_in=timedelta(days=2))
     assert len(expiry_alerts([refreshed_then_idle], NOW, 14, warned)) == 1
+
+
+def test_an_expiry_recomputed_to_the_second_is_not_a_new_expiry():
+    """Each refresh once recomputed the hard expiry from its own receipt time, moving it by
+    the answer's second and a fraction, and alerted again for the same 5-year limit."""
+    base = NOW + timedelta(days=5, seconds=10)
+
+    def expiring(at):
+        return replace(connection(), refresh_hard_expires_at=at)
+
+    warned = expiry_warning_keys([expiring(base)], NOW, 14)
+    for drift in (timedelta(seconds=1.7), timedelta(microseconds=3), -timedelta(seconds=2)):
+        assert expiry_alerts([expiring(base + drift)], NOW, 14, warned) == [], drift
+    assert len(expiry_alerts([expiring(base + timedelta(minutes=1))], NOW, 14, warned)) == 1
 
 
 def test_expired_tokens_are_errors_and_broken_connections_get_no_expiry_warning():

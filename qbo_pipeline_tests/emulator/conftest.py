@@ -79,8 +79,25 @@ def token_stats(http: httpx.Client) -> dict:
     return http.get("/_emulator/stats").json()["token_endpoint"]
 
 
-def connect(server: EmulatorServer, scope: str = ACCOUNTING) -> Connection:
+def add_company(http: httpx.Client, realm_id: str, **body) -> dict:
+    """A small generated company beside the emulator's own; its listing entry."""
+    body = {"realm_id": realm_id, "customers": 5, "invoices": 5, **body}
+    response = http.post("/_emulator/companies", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def consent_to(http: httpx.Client, realm_id: str) -> None:
+    http.post("/_emulator/consent", json={"realm_id": realm_id}).raise_for_status()
+
+
+def connect(
+    server: EmulatorServer, scope: str = ACCOUNTING, realm_id: str | None = None
+) -> Connection:
+    """A new grant; for `realm_id`, the user picks that company on the consent page."""
     http = httpx.Client(base_url=server.base_url, timeout=10)
+    if realm_id is not None:
+        consent_to(http, realm_id)
     params = callback_params(authorize(http, scope))
     form = {
         "grant_type": "authorization_code",

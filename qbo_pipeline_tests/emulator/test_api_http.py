@@ -254,8 +254,14 @@ def test_summary_matches_the_entities(qbo: Connection) -> None:
     total = sum((Decimal(str(i["TotalAmt"])) for i in invoices), Decimal(0))
     assert Decimal(summary["Invoice"]["total_amt_sum"]) == total
     assert summary["Customer"]["balance_sum"] == summary["Invoice"]["balance_sum"]
-    listing = qbo.http.get("/_emulator/companies").json()
-    assert listing == [{"realm_id": qbo.realm_id, "customers": 60, "invoices": 150}]
+    [listing] = qbo.http.get("/_emulator/companies").json()
+    assert listing == {
+        "realm_id": qbo.realm_id,
+        "company_name": listing["company_name"],
+        "customers": 60,
+        "invoices": 150,
+    }
+    assert listing["company_name"]
 
 
 def test_authentication_faults(qbo: Connection) -> None:

@@ -132,3 +132,29 @@ def test_batch_of_thirty_one_is_refused(qbo: Connection) -> None:
     assert response.status_code == 400
     assert response.json()["Fault"]["type"] == "ValidationFault"
     assert "Max allowed value is 30" in response.json()["Fault"]["Error"][0]["Detail"]
+
+
+def test_count_queries_are_counted_through_query_and_batch(fresh: Connection) -> None:
+    def realm_stats() -> dict:
+        return fresh.http.get("/_emulator/stats").json()["realms"][fresh.realm_id]
+
+    assert fresh.query("SELECT COUNT(*) FROM Invoice").status_code == 200
+    counted = fresh.api(
+        "POST",
+        "query",
+        content=b"select count(*) from Customer where Active in (true, false)",
+        headers={"Content-Type": "application/text"},
+    )
+    assert counted.status_code == 200
+    assert fresh.query("select * from Invoice maxresults 2").status_code == 200
+    assert fresh.query("select count(*) from Nothing").status_code == 400
+    assert realm_stats()["count_queries"] == 2
+    items = [
+        {"bId": "1", "Query": "select count(*) from Invoice"},
+        {"bId": "2", "Query": "select * from Customer maxresults 1"},
+        {"bId": "3", "Query": "select count(*) from Customer"},
+        {"bId": "4", "Query": "select count(*) from Nothing"},
+    ]
+    assert fresh.api("POST", "batch", json={"BatchItemRequest": items}).status_code == 200
+    stats = realm_stats()
+    assert stats["count_queries"] == 4 and stats["cdc_calls"] == 0

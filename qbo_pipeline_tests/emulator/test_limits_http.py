@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -69,21 +68,45 @@ def test_limits_can_be_lifted_and_set(connected) -> None:
     assert bad.status_code == 400
 
 
+LARGE = "select * from Invoice maxresults 1000"  # 1000 rows: a whole page's latency
+SMALL = "select * from Invoice maxresults 10"  # 10 rows, charged as 50: a twentieth of it
+
+
+def _small_answers_during(qbo: Connection, large: int) -> int:
+    """How many SMALL answers one client gets, one after another, while `large` LARGE
+    queries run in parallel, by the emulator's count of the realm's requests.
+
+    The small answers are the yardstick: no clock is read, so a slow machine slows the
+    yardstick with the rest.
+    """
+    qbo.http.post("/_emulator/stats/reset").raise_for_status()
+    with ThreadPoolExecutor(large) as pool:
+        running = [pool.submit(qbo.query, LARGE) for _ in range(large)]
+        while not all(future.done() for future in running):
+            assert qbo.query(SMALL).status_code == 200
+        assert all(future.result().status_code == 200 for future in running)
+    stats = _realm_stats(qbo)
+    assert stats["by_status"] == {"200": stats["requests"]} and stats["in_flight"] == 0
+    return stats["requests"] - large
+
+
 def test_latency_scales_with_rows_and_overlaps(connected) -> None:
-    qbo: Connection = connected(latency_ms=1000, latency_jitter=0)
+    qbo: Connection = connected(invoices=1000, latency_ms=0, latency_jitter=0)
+    assert qbo.query(LARGE).status_code == 200  # the first read of a page costs the most
+    latency = qbo.http.post("/_emulator/latency", json={"ms": 3000})
+    assert latency.json() == {"ms": 3000.0, "jitter": 0.0}
 
-    def timed(statement: str) -> float:
-        started = time.perf_counter()
-        assert qbo.query(statement).status_code == 200
-        return time.perf_counter() - started
+    # One 1000-row answer (3 s) lasts as long as ~20 small ones (0.15 s each); were the
+    # wait the same for every answer, it would last about one.
+    one = _small_answers_during(qbo, 1)
+    assert one >= 8
 
-    small = timed("select * from Invoice maxresults 10")  # floor: 50 rows = 0.05 s
-    large = timed("select * from Invoice maxresults 150")  # 150 rows = 0.15 s
-    assert 0.05 <= small < 0.12 and 0.15 <= large < 0.25
-    started = time.perf_counter()
-    responses = _parallel(qbo, 8, "select * from Invoice maxresults 150")
-    assert all(r.status_code == 200 for r in responses)
-    assert time.perf_counter() - started < 0.6  # 8 x 0.15 s one after another would be 1.2 s
-    qbo.http.post("/_emulator/latency", json={"ms": 0})
-    assert timed("select * from Invoice maxresults 150") < 0.1
+    # Eight large answers at once take one large answer's time, not eight: they overlap.
+    eight = _small_answers_during(qbo, 8)
+    assert eight < 2 * one
+    assert _realm_stats(qbo)["peak_in_flight"] == 9  # eight large and a small one
+
+    assert qbo.http.post("/_emulator/latency", json={"ms": 0}).status_code == 200
     assert qbo.http.get("/_emulator/latency").json() == {"ms": 0.0, "jitter": 0.0}
+    # Without the modelled wait a large answer is over before many small ones are.
+    assert _small_answers_during(qbo, 1) < one / 2

@@ -52,3 +52,18 @@ def test_replayed_data_is_queryable(replay) -> None:
     assert rows and all(r["MetaData"]["LastUpdatedTime"] >= "2023-02-18T12:57:24" for r in rows)
     count = connection.query("select count(*) from Invoice").json()["QueryResponse"]["totalCount"]
     assert count == 5
+
+
+def test_replayed_company_is_the_sandbox_company(replay) -> None:
+    _path, connection = replay
+    realm = connection.realm_id
+    info = connection.api("GET", f"companyinfo/{realm}").json()["CompanyInfo"]
+    assert info["CompanyName"] == "Craig's Design and Landscaping Services"
+    assert info["CompanyAddr"]["Line1"] == "123 Sierra Way"
+    [listing] = connection.http.get("/_emulator/companies").json()
+    assert listing == {
+        "realm_id": realm,
+        "company_name": info["CompanyName"],
+        "customers": 5,
+        "invoices": 5,
+    }

@@ -190,3 +190,49 @@ def test_config_rejects_a_failure_status_that_is_not_transient() -> None:
         EmulatorConfig(token_endpoint_failure=404)
     with pytest.raises(ValueError, match="rotation"):
         EmulatorConfig(rotation="lenient")
+
+
+def introspect(http: httpx.Client, token: str) -> dict:
+    response = http.post("/_emulator/oauth/introspect", json={"token": token})
+    assert response.status_code == 200, response.text
+    assert token not in response.text
+    return response.json()
+
+
+def test_introspection_follows_strict_rotation_and_expiry(connected) -> None:
+    qbo = connected(rotation="strict")
+    first = qbo.tokens
+    live = {"active": True, "token_type": "refresh_token", "realm_id": qbo.realm_id}
+    assert introspect(qbo.http, first["refresh_token"]) == live
+    assert introspect(qbo.http, first["access_token"]) == {**live, "token_type": "access_token"}
+
+    second = refreshed(qbo.http, first["refresh_token"])
+    assert introspect(qbo.http, first["refresh_token"]) == {**live, "active": False}
+    assert introspect(qbo.http, second["refresh_token"]) == live
+    assert introspect(qbo.http, first["access_token"])["active"] is True  # until it expires
+    qbo.http.post("/_emulator/tokens/expire").raise_for_status()
+    assert introspect(qbo.http, second["access_token"])["active"] is False
+    assert qbo.query("select count(*) from Customer").status_code == 401
+    assert introspect(qbo.http, "RT1-000-H0-unknown") == {
+        "active": False,
+        "token_type": None,
+        "realm_id": None,
+    }
+
+
+def test_introspection_counts_intuits_grace_and_revocation(connected) -> None:
+    qbo = connected(rotation="intuit")
+    first = qbo.tokens["refresh_token"]
+    advance_clock(qbo.http, DAY + 1)
+    second = refreshed(qbo.http, first)["refresh_token"]
+    assert introspect(qbo.http, first)["active"] is True  # replaced, within its grace day
+    advance_clock(qbo.http, DAY)
+    assert introspect(qbo.http, first)["active"] is False
+    assert refresh(qbo.http, first).status_code == 400
+    assert introspect(qbo.http, second)["active"] is True
+    qbo.http.post(
+        "/v2/oauth2/tokens/revoke", json={"token": second}, auth=(CLIENT_ID, CLIENT_SECRET)
+    ).raise_for_status()
+    assert introspect(qbo.http, second)["active"] is False
+    missing = qbo.http.post("/_emulator/oauth/introspect", json={})
+    assert missing.status_code == 400 and set(missing.json()) == {"error"}

@@ -11,8 +11,15 @@ import pytest
 from qbo_pipeline.quickbooks.oauth import OAuthClient
 from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.settings import Settings
+from qbo_pipeline.vault.crypto import generate_key
 from qbo_pipeline_tests.command import CLI, clean_env
 from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals
+from qbo_pipeline_tests.pipeline.secret_scan import (
+    assert_no_secret,
+    command_output,
+    company_secrets,
+    vault_tokens,
+)
 
 
 def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
@@ -20,6 +27,9 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
     return subprocess.run(
         [CLI, *args], env={**base, **env}, cwd=cwd, capture_output=True, text=True, timeout=180
     )
+
+
+GOOD_KEY = generate_key()
 
 
 def test_keys_generate_prints_a_32_byte_key(tmp_path):
@@ -34,7 +44,9 @@ def test_keys_generate_prints_a_32_byte_key(tmp_path):
         ({"QBO_TOKEN_KEY": "not-base64!"}, "QBO_TOKEN_KEY"),
         ({"QBO_TOKEN_KEY": base64.b64encode(b"short").decode()}, "32 bytes"),
         ({"QUICKBOOKS_ENVIRONMENT": "staging"}, "QUICKBOOKS_ENVIRONMENT"),
-        ({"QBO_WAREHOUSE_URL": "mysql://x/y", "QBO_TOKEN_KEY": ""}, None),
+        # With a good key: a bad URL is named at start-up, not reported as "no companies".
+        ({"QBO_WAREHOUSE_URL": "mysql://x/y", "QBO_TOKEN_KEY": GOOD_KEY}, "QBO_WAREHOUSE_URL"),
+        ({"QBO_DATABASE_URL": "mysql://x/y", "QBO_TOKEN_KEY": GOOD_KEY}, "QBO_DATABASE_URL"),
     ],
 )
 def test_bad_configuration_is_one_line_naming_the_problem(tmp_path, env, named):
@@ -43,9 +55,12 @@ def test_bad_configuration_is_one_line_naming_the_problem(tmp_path, env, named):
     lines = completed.stderr.strip().splitlines()
     assert len(lines) == 1, completed.stderr
     assert lines[0].startswith("qbo-pipeline: ")
-    if named:
-        assert named in lines[0]
+    assert named in lines[0]
+    if named.endswith("_URL"):
+        assert "duckdb:///" in lines[0] or "postgresql://" in lines[0]  # what it accepts
     assert "Traceback" not in completed.stderr
+    if env.get("QBO_TOKEN_KEY"):  # even a key that is no key is not repeated
+        assert_no_secret(command_output(completed), {"QBO_TOKEN_KEY": env["QBO_TOKEN_KEY"]})
 
 
 def test_unknown_realm_is_one_line_with_the_fix(connect, tmp_path):
@@ -54,6 +69,7 @@ def test_unknown_realm_is_one_line_with_the_fix(connect, tmp_path):
     assert completed.returncode == 2
     assert "no QuickBooks connection for realm 123145678" in completed.stderr
     assert "auth" in completed.stderr
+    assert_no_secret(command_output(completed), company_secrets(company))
 
 
 @pytest.mark.slow
@@ -67,8 +83,9 @@ def test_set_tokens_then_sync_from_the_command_line(connect, tmp_path):
         redirect_uri=settings.redirect_uri,
         discovery_url=settings.discovery_url,
     )
-    tokens = company.runtime.store.decrypt(company.realm_id)
-    fresh = oauth.refresh(tokens.refresh_token)
+    secrets = company_secrets(company)
+    fresh = oauth.refresh(secrets["refresh token"])
+    secrets |= {"set access token": fresh.access_token, "set refresh token": fresh.refresh_token}
     env = {**company.env, "QBO_STATE_DIR": str(tmp_path / "cli-state")}
 
     stored = run(
@@ -86,15 +103,16 @@ def test_set_tokens_then_sync_from_the_command_line(connect, tmp_path):
         tmp_path,
     )
     assert stored.returncode == 0, stored.stderr
-    assert fresh.refresh_token not in stored.stdout + stored.stderr
+    assert_no_secret(command_output(stored), secrets)
     database = (tmp_path / "cli-state" / "connections.sqlite").read_bytes()
-    assert fresh.refresh_token.encode() not in database
+    assert_no_secret({"token store's file": database}, secrets)
 
-    synced = run(["sync"], env, tmp_path)
+    synced = run(["-v", "sync"], env, tmp_path)  # -v: the progress log is scanned too
     assert synced.returncode == 0, synced.stderr
     assert f"realm {company.realm_id}: run" in synced.stdout
     cli_runtime = Runtime(Settings.from_env(env))
     with cli_runtime.warehouse() as wh:
         assert_warehouse_equals(wh, company.realm_id, company.entities)
-    rotated = cli_runtime.store.decrypt(company.realm_id)
-    assert rotated.refresh_token != fresh.refresh_token
+    rotated = vault_tokens(cli_runtime, company.realm_id, "rotated")
+    assert rotated["rotated refresh token"] != fresh.refresh_token
+    assert_no_secret(command_output(synced), secrets | rotated)

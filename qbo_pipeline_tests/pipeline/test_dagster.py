@@ -23,30 +23,58 @@ def test_definitions_load_with_the_three_assets_and_the_job():
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     assert {key.to_user_string() for key in graph.get_all_asset_keys()} == {
-        "customers",
-        "invoices",
-        "invoice_lines",
+        "qbo/customers",
+        "qbo/invoices",
+        "qbo/invoice_lines",
     }
     job = defs.resolve_job_def("qbo_sync")
     assert job.partitions_def == realm_partitions
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.kinds == {"quickbooks", "duckdb"}  # the resource's warehouse, by default
+        assert node.metadata["dagster/table_name"] == f"qbo.{key.path[-1]}"
+        policy = defs.resolve_assets_def(key).op.retry_policy
+        # Retried runs of many realms that failed together must not all return together.
+        assert policy is not None and policy.jitter is not None
+
+
+def row_counts(instance: dg.DagsterInstance, realm_id: str) -> dict[str, int]:
+    """Each asset's `dagster/row_count` in its latest materialisation (of the realm), by
+    the table the asset is."""
+    counts = {}
+    for key in defs.resolve_asset_graph().get_all_asset_keys():
+        event = instance.get_latest_materialization_event(key)
+        assert event is not None, key
+        assert event.dagster_event.partition == realm_id
+        counts[key.path[-1]] = event.asset_materialization.metadata["dagster/row_count"].value
+    return counts
 
 
 def test_qbo_sync_materialises_the_realm_partition(connect):
     company = connect(customers=150, invoices=260)
+    # What QuickBooks holds, by the emulator's own count: every element of an invoice's
+    # Line array is a row of invoice_lines, sub-total and discount lines included.
+    invoices = company.entities("Invoice")
+    in_qbo = {
+        "customers": len(company.entities("Customer")),
+        "invoices": len(invoices),
+        "invoice_lines": sum(len(invoice.get("Line", [])) for invoice in invoices),
+    }
+    assert in_qbo["customers"] == 150 and in_qbo["invoices"] == 260
+    assert in_qbo["invoice_lines"] == company.summary()["Invoice"]["line_count"]
+
     with dg.instance_for_test() as instance:
-        [run] = sync_realms([company.realm_id], instance=instance)
-        assert run.success, run.error
-        materialized = {
-            key.to_user_string(): instance.get_latest_materialization_event(key)
-            for key in defs.resolve_asset_graph().get_all_asset_keys()
-        }
+        [first] = sync_realms([company.realm_id], instance=instance)
+        assert first.success, first.error
+        after_first = row_counts(instance, company.realm_id)
+        # A second run loads nothing new: the count is the table's, not the run's.
+        [second] = sync_realms([company.realm_id], instance=instance)
+        assert second.success, second.error
+        after_second = row_counts(instance, company.realm_id)
+    assert after_first == in_qbo
+    assert after_second == in_qbo
     with company.runtime.warehouse() as wh:
         assert_warehouse_equals(wh, company.realm_id, company.entities)
-        for name, event in materialized.items():
-            assert event is not None, name
-            assert event.dagster_event.partition == company.realm_id
-            metadata = event.asset_materialization.metadata
-            assert metadata["dagster/row_count"].value == wh.count(name, company.realm_id)
 
 
 def test_a_revoked_grant_fails_the_run_at_once_with_a_reconnect_hint(connect):

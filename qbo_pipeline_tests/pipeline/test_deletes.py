@@ -4,9 +4,13 @@ active = false."""
 
 from __future__ import annotations
 
+from collections import Counter
+from datetime import datetime
+
 import httpx
 
 from qbo_pipeline.quickbooks.catalog import CUSTOMER, INVOICE
+from qbo_pipeline.quickbooks.timestamps import parse_instant
 from qbo_pipeline.sync.engine import SyncOptions, sync_entity
 from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals
 
@@ -40,8 +44,34 @@ def deleted_in_warehouse(company) -> set[str]:
     return {row[0] for row in rows}
 
 
-def stats(company) -> dict:
-    return httpx.get(f"{company.emulator.base_url}/_emulator/stats").json()
+def first_sync_bound(company) -> datetime:
+    with company.runtime.warehouse() as wh:
+        cursor = wh.cursor(company.realm_id, INVOICE.name)
+    assert cursor is not None
+    return cursor - OPTIONS.overlap
+
+
+def seconds_holding_a_page(company, *, since: datetime) -> int:
+    """How many seconds (from `since`) hold at least a page of customers or of invoices:
+    the reader counts each such second's rows before reading it by offset."""
+    seconds = 0
+    for entity in (CUSTOMER, INVOICE):
+        stamps = Counter(
+            parse_instant(row["MetaData"]["LastUpdatedTime"]).replace(microsecond=0)
+            for row in company.entities(entity.name)
+        )
+        seconds += sum(1 for at, n in stamps.items() if at >= since and n >= OPTIONS.page_size)
+    return seconds
+
+
+def realm_stats(company) -> dict:
+    """The emulator's counters of what reached QBO for the company's realm."""
+    stats = httpx.get(f"{company.emulator.base_url}/_emulator/stats").json()
+    return stats["realms"][company.realm_id]
+
+
+def reset_stats(company) -> None:
+    httpx.post(f"{company.emulator.base_url}/_emulator/stats/reset").raise_for_status()
 
 
 def test_deleted_invoices_are_marked_through_cdc(connect, warehouse_url):
@@ -56,9 +86,11 @@ def test_deleted_invoices_are_marked_through_cdc(connect, warehouse_url):
               "Active": False},
     )  # fmt: skip
     assert deactivated.status_code == 200, deactivated.text
+    reset_stats(company)
 
     results = sync_both(company)
 
+    assert realm_stats(company)["cdc_calls"] >= 1
     assert results["Invoice"].mode == "incremental"
     assert results["Invoice"].deleted == 4
     assert deleted_in_warehouse(company) == set(gone)
@@ -76,7 +108,7 @@ def test_a_sync_older_than_cdc_reaches_falls_back_to_reconciliation(connect):
     httpx.post(
         f"{company.emulator.base_url}/_emulator/clock", json={"advance_seconds": 31 * 86400}
     ).raise_for_status()
-    before = stats(company)
+    reset_stats(company)
 
     results = sync_both(company)
 
@@ -85,7 +117,7 @@ def test_a_sync_older_than_cdc_reaches_falls_back_to_reconciliation(connect):
     assert deleted_in_warehouse(company) == set(gone)
     with company.runtime.warehouse() as wh:
         assert_warehouse_equals(wh, company.realm_id, company.entities)
-    assert stats(company) != before
+    assert realm_stats(company)["cdc_calls"] == 0  # CDC reaches 30 days back: not asked
 
 
 def test_deletes_hidden_by_a_bulk_change_are_still_found(connect):
@@ -99,13 +131,28 @@ def test_deletes_hidden_by_a_bulk_change_are_still_found(connect):
     ).json()
     gone = {d["id"] for d in mutated["deleted"] if d["entity"] == "Invoice"}
     assert len(gone) == 4
+    progress: list[int] = []
 
-    result = sync_both(company)["Invoice"]
+    with company.runtime.client(company.realm_id) as client, company.runtime.warehouse() as wh:
+        sync_entity(client, wh, CUSTOMER, OPTIONS)
+        reset_stats(company)
+        result = sync_entity(
+            client, wh, INVOICE, OPTIONS, on_batch=lambda rows, lines: progress.append(rows)
+        )
 
     assert result.deleted == 4
     assert deleted_in_warehouse(company) == gone
     with company.runtime.warehouse() as wh:
         assert_warehouse_equals(wh, company.realm_id, company.entities)
+    # The counts differed, so the changed rows were followed by a full read: one result,
+    # and one stream of progress, covers both reads (the second once went unreported).
+    changed = {u["id"] for u in mutated["updated"] if u["entity"] == "Invoice"} - gone
+    assert result.mode == "full"
+    assert result.fetched == len(changed) + 2500 - len(gone)  # the changed rows, then all
+    assert progress and progress[-1] == result.rows
+    stats = realm_stats(company)
+    # Every request but CDC's, the count check and the one reconciliation query is a page.
+    assert result.pages == stats["requests"] - stats["cdc_calls"] - 2
 
 
 def test_a_bulk_change_without_deletes_costs_one_count_not_a_full_read(connect):
@@ -116,9 +163,15 @@ def test_a_bulk_change_without_deletes_costs_one_count_not_a_full_read(connect):
         json={"updates": 2300, "seed": 6},
     ).raise_for_status()
 
+    changed = seconds_holding_a_page(company, since=first_sync_bound(company))
+    reset_stats(company)
+
     result = sync_both(company)["Invoice"]
 
     assert result.mode == "incremental"
     assert result.fetched < 1500  # the changed invoices, not all 2,500 again
     with company.runtime.warehouse() as wh:
         assert_warehouse_equals(wh, company.realm_id, company.entities)
+    # One COUNT decides that no deletion hid in the bulk change; the others are the
+    # reader's, one for each second that holds a page of rows, which it reads by offset.
+    assert realm_stats(company)["count_queries"] == 1 + changed

@@ -10,9 +10,16 @@ import pytest
 
 from qbo_pipeline.emulator.config import EmulatorConfig
 from qbo_pipeline.emulator.server import EmulatorServer
+from qbo_pipeline.runtime import Runtime
+from qbo_pipeline.settings import Settings
 from qbo_pipeline.warehouse.url import connect_warehouse
 from qbo_pipeline_tests.command import CLI, clean_env
 from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals, money
+from qbo_pipeline_tests.pipeline.secret_scan import (
+    assert_no_secret,
+    command_output,
+    vault_tokens,
+)
 
 SIZE = {"customers": 400, "invoices": 900}
 
@@ -41,8 +48,21 @@ def warehouse_contents(path: Path) -> list:
         warehouse.close()
 
 
+def demo_secrets(state_dir: Path, label: str) -> dict[str, str]:
+    """The key the demo generated and the tokens its vault holds now, read as the later
+    commands read them (the embedded defaults: no key in the environment)."""
+    runtime = Runtime(Settings.from_env({"QBO_STATE_DIR": str(state_dir)}))
+    [connection] = runtime.store.list()
+    return {
+        "token key in .qbo/token.key": (state_dir / "token.key").read_text().strip(),
+        **vault_tokens(runtime, connection.realm_id, label),
+    }
+
+
 @pytest.mark.slow
-def test_demo_loads_exactly_the_emulator_company_and_is_idempotent(tmp_path):
+def test_demo_loads_exactly_the_emulator_company_and_is_idempotent(tmp_path, monkeypatch):
+    for name in ("QBO_TOKEN_KEY", "QBO_TOKEN_KEYS", "QBO_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)  # this process reads the demo's vault too
     first = run_demo(tmp_path)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "qbo.invoice_lines" in first.stdout
@@ -50,6 +70,8 @@ def test_demo_loads_exactly_the_emulator_company_and_is_idempotent(tmp_path):
     warehouse_file = tmp_path / ".qbo" / "warehouse.duckdb"
     assert warehouse_file.is_file()
     assert (tmp_path / ".qbo" / "token.key").is_file()
+    secrets = demo_secrets(tmp_path / ".qbo", "first demo's")
+    assert_no_secret(command_output(first), secrets)
 
     # The same seed and size give the same company: compare with a fresh emulator.
     with EmulatorServer(EmulatorConfig(**SIZE)) as emulator:
@@ -79,8 +101,11 @@ def test_demo_loads_exactly_the_emulator_company_and_is_idempotent(tmp_path):
     )
     assert other.returncode == 2
     assert "no QuickBooks connection for realm 42" in other.stderr
+    assert_no_secret(command_output(other), secrets)
 
     before = warehouse_contents(warehouse_file)
     second = run_demo(tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
     assert warehouse_contents(warehouse_file) == before
+    secrets |= demo_secrets(tmp_path / ".qbo", "second demo's")
+    assert_no_secret(command_output(second), secrets)

@@ -22,14 +22,10 @@ from starlette.testclient import TestClient
 from qbo_pipeline.commands.execution import sync_realms
 from qbo_pipeline.defs.sensors import token_health_sensor
 from qbo_pipeline.service.app import create_app
+from qbo_pipeline_tests.pipeline.secret_scan import assert_no_secret, vault_tokens
 from qbo_pipeline_tests.postgres_server import create_database
 
 ADMIN = "admin-token-for-the-secrets-test"
-
-
-def secrets_of(company, collected: set[str]) -> None:
-    tokens = company.runtime.store.decrypt(company.realm_id)
-    collected.update({tokens.access_token, tokens.refresh_token})
 
 
 def files_under(*roots: Path) -> list[Path]:
@@ -80,8 +76,7 @@ def test_no_secret_in_files_logs_alerts_or_answers(
     monkeypatch.setenv("QBO_ADMIN_TOKEN", ADMIN)
     monkeypatch.setenv("QBO_ALERT_WEBHOOK_URL", receiver.url)
     company = connect(customers=40, invoices=60, **urls)
-    issued: set[str] = set()
-    secrets_of(company, issued)
+    issued = vault_tokens(company.runtime, company.realm_id, "first")
     httpx.post(f"{company.emulator.base_url}/_emulator/tokens/expire").raise_for_status()
     dagster_home = tmp_path / "dagster"
     dagster_home.mkdir()
@@ -89,8 +84,8 @@ def test_no_secret_in_files_logs_alerts_or_answers(
     with dg.instance_for_test(temp_dir=str(dagster_home)) as instance:
         [refreshed] = sync_realms([company.realm_id], instance=instance)
         assert refreshed.success, refreshed.error
-        secrets_of(company, issued)
-        assert len(issued) == 4  # the refresh rotated both tokens
+        issued |= vault_tokens(company.runtime, company.realm_id, "refreshed")
+        assert len(set(issued.values())) == 4  # the refresh rotated both tokens
 
         company.runtime.oauth.revoke(company.runtime.store.decrypt(company.realm_id).refresh_token)
         httpx.post(f"{company.emulator.base_url}/_emulator/tokens/expire").raise_for_status()
@@ -107,20 +102,17 @@ def test_no_secret_in_files_logs_alerts_or_answers(
     answers = service_answers(company)
 
     secrets = issued | {
-        company.env["QUICKBOOKS_CLIENT_SECRET"],
-        company.env["QBO_TOKEN_KEY"],
-        ADMIN,
-        receiver.secret_path,
+        "client secret": company.env["QUICKBOOKS_CLIENT_SECRET"],
+        "QBO_TOKEN_KEY": company.env["QBO_TOKEN_KEY"],
+        "admin token": ADMIN,
+        "webhook's secret path": receiver.secret_path,
     }
     state = Path(company.env["QBO_STATE_DIR"])
     scanned = files_under(state, dagster_home)
     if storage == "embedded":
         assert any(p.suffix == ".duckdb" for p in scanned)
         assert any(p.name == "connections.sqlite" for p in scanned)
-    for path in scanned:
-        content = path.read_bytes()
-        for secret in secrets:
-            assert secret.encode() not in content, f"a secret is in {path}"
+    assert_no_secret({f"file {path}": path.read_bytes() for path in scanned}, secrets)
     captured = capfd.readouterr()
     texts = {
         "stdout": captured.out,
@@ -132,6 +124,4 @@ def test_no_secret_in_files_logs_alerts_or_answers(
         "service answers": answers,
         **{f"PostgreSQL {name}": postgres_dump(url) for name, url in urls.items()},
     }
-    for where, text in texts.items():
-        for secret in secrets:
-            assert secret not in text, f"a secret is in the {where}"
+    assert_no_secret(texts, secrets)

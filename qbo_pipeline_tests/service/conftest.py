@@ -58,6 +58,14 @@ class Stack:
         return self.emulator.config.realm_id
 
     @property
+    def connected_page(self) -> str:
+        """What the callback page says once this stack's company is connected: its name as
+        QuickBooks (the emulator) knows it, and its realm."""
+        listing = httpx.get(f"{self.emulator.base_url}/_emulator/companies").json()
+        [name] = [c["company_name"] for c in listing if c["realm_id"] == self.realm_id]
+        return f"Connected QuickBooks company {name} (realm {self.realm_id})"
+
+    @property
     def admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.admin_token}"}
 

@@ -47,7 +47,7 @@ def test_connect_from_the_cli_through_the_running_service_then_manage_it(service
     assert "until 20" in authorize.stdout
     page = httpx.get(follow_to_callback(url))
     assert page.status_code == 200
-    assert f"Connected QuickBooks company {service.realm_id}" in page.text
+    assert service.connected_page in page.text
     service.collect_tokens()
 
     status = run(service, "auth", "status", "--realm", service.realm_id)

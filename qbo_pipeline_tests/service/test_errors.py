@@ -9,10 +9,10 @@ from urllib.parse import urlencode
 import pytest
 
 from qbo_pipeline.companies import Companies
+from qbo_pipeline.errors import ConfigurationError
 from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.service.app import create_app
 from qbo_pipeline.service.errors import GENERIC
-from qbo_pipeline.settings import SettingsError
 from qbo_pipeline.vault.oauth_states import OAuthStates
 from qbo_pipeline_tests.service.conftest import PREFIX, follow_to_callback, path_of
 
@@ -65,7 +65,7 @@ def test_a_prefix_of_the_admin_token_is_not_the_admin_token(stack, client):
 def test_the_service_refuses_to_exist_without_an_admin_token(stack):
     for token in (None, "short"):
         settings = stack.runtime.settings.with_overrides(admin_token=token)
-        with pytest.raises(SettingsError, match="QBO_ADMIN_TOKEN"):
+        with pytest.raises(ConfigurationError, match="QBO_ADMIN_TOKEN"):
             create_app(Runtime(settings))
 
 
@@ -111,7 +111,7 @@ def test_a_state_just_inside_ten_minutes_still_works(stack, client):
     response = callback(
         client, code=stack.emulator_code(), state=recent.value, realmId=stack.realm_id
     )
-    assert_page(response, 200, f"Connected QuickBooks company {stack.realm_id}")
+    assert_page(response, 200, stack.connected_page)
 
 
 def test_a_refused_consent_is_a_400_page_with_what_to_do_and_burns_the_state(stack, client):
@@ -197,19 +197,22 @@ def test_a_refused_code_is_a_400_saying_to_authorize_again(stack, client):
 
 
 def test_invalid_grant_on_refresh_marks_the_connection_and_answers_409(stack, client):
-    body = {"realmId": "777", "access_token": "a-stale-one", "QUICKBOOKS_REFRESH_TOKEN": "dead"}
-    assert client.post(f"{PREFIX}/set-tokens", json=body, headers=stack.admin).status_code == 200
+    connect(stack, client)
+    realm = stack.realm_id
+    # The user disconnects the app inside QuickBooks: Intuit ends the grant.
+    with stack.oauth() as oauth:
+        oauth.revoke(stack.runtime.store.decrypt(realm).refresh_token)
 
-    response = client.post(f"{PREFIX}/refresh", json={"realmId": "777"}, headers=stack.admin)
+    response = client.post(f"{PREFIX}/refresh", json={"realmId": realm}, headers=stack.admin)
     message = one_line_error(response, 409)
     assert "needs to be reconnected" in message and "authorize" in message
 
-    status = client.get(f"{PREFIX}/status?realmId=777", headers=stack.admin).json()
+    status = client.get(f"{PREFIX}/status?realmId={realm}", headers=stack.admin).json()
     assert status["status"] == "needs_reauth" and status["needsReauth"] is True
     assert "invalid_grant" in status["lastError"]
 
     calls = stack.token_calls()
-    again = client.post(f"{PREFIX}/refresh", json={"realmId": "777"}, headers=stack.admin)
+    again = client.post(f"{PREFIX}/refresh", json={"realmId": realm}, headers=stack.admin)
     one_line_error(again, 409)
     assert stack.token_calls() == calls, "a dead grant is never retried at Intuit"
 
@@ -247,7 +250,7 @@ def test_an_unexpected_failure_is_a_generic_500(stack, client, monkeypatch, capl
     assert "RuntimeError" in caplog.text
 
 
-def test_intuit_unreachable_is_a_502_naming_the_setting(stack, monkeypatch):
+def test_intuit_unreachable_is_a_503_naming_the_setting(stack, monkeypatch):
     settings = stack.runtime.settings.with_overrides(
         discovery_url="http://127.0.0.1:9/.well-known/openid_configuration"
     )
@@ -255,7 +258,8 @@ def test_intuit_unreachable_is_a_502_naming_the_setting(stack, monkeypatch):
 
     with TestClient(create_app(Runtime(settings)), follow_redirects=False) as other:
         response = other.get(f"{PREFIX}/authorize", headers=stack.admin)
-    assert "QUICKBOOKS_DISCOVERY_URL" in one_line_error(response, 502)
+    message = one_line_error(response, 503)
+    assert "QUICKBOOKS_DISCOVERY_URL" in message and "retry" in message
 
 
 def test_refused_requests_never_echo_a_token(stack, client):

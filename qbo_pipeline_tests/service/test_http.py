@@ -45,7 +45,7 @@ def test_browser_flow_connects_the_company_and_the_callback_cannot_be_replayed(s
         page = browser.get(callback_url)
         assert page.status_code == 200
         assert page.headers["content-type"].startswith("text/html")
-        assert f"Connected QuickBooks company {service.realm_id}" in page.text
+        assert service.connected_page in page.text
         connection = service.runtime.store.get(service.realm_id)
         assert connection.status == "active"
 

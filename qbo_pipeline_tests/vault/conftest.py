@@ -1,14 +1,17 @@
-"""Vault fixtures: a key ring, the OAuth stub, and a store on SQLite or PostgreSQL."""
+"""Vault fixtures: a key ring, a store on SQLite or PostgreSQL, and the emulator as Intuit."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from qbo_pipeline.emulator.config import EmulatorConfig
+from qbo_pipeline.emulator.server import EmulatorServer
 from qbo_pipeline.vault import ConnectionStore, KeyRing, generate_key, open_database
-from qbo_pipeline_tests.vault.oauth_stub import OAuthStub
+from qbo_pipeline_tests.vault.intuit import CLIENT_ID, CLIENT_SECRET, Intuit, new_realm
 
 
 @pytest.fixture
@@ -22,10 +25,20 @@ def keyring(keys_text: str) -> KeyRing:
     return KeyRing.parse(keys_text)
 
 
+@pytest.fixture(scope="module")
+def intuit() -> Iterator[Intuit]:
+    """One emulator per module, in strict rotation (a used refresh token dies at once);
+    each test draws grants for realms of its own."""
+    config = EmulatorConfig(
+        client_id=CLIENT_ID, client_secret=CLIENT_SECRET, rotation="strict", customers=2, invoices=2
+    )
+    with EmulatorServer(config) as server, httpx.Client(base_url=server.base_url) as http:
+        yield Intuit(server, http)
+
+
 @pytest.fixture
-def oauth_stub() -> Iterator[OAuthStub]:
-    with OAuthStub().running() as stub:
-        yield stub
+def realm() -> str:
+    return new_realm()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

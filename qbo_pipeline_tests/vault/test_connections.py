@@ -116,8 +116,10 @@ def test_key_rotation(store: ConnectionStore, keys_text: str) -> None:
         store.db, KeyRing.parse(f"k2:{new_key},{keys_text}"), create_schema=False
     )
     assert both.decrypt("2").access_token == saved["2"].access_token  # old key still works
-    assert both.rotate_keys() == 3
-    assert both.rotate_keys() == 0
+    first = both.rotate_keys()
+    assert (first.reencrypted, first.current, first.unreadable) == (["1", "2", "3"], [], {})
+    again = both.rotate_keys()
+    assert (again.reencrypted, again.current) == ([], ["1", "2", "3"])
     assert {c.key_id for c in both.list()} == {"k2"}
     new_only = ConnectionStore(store.db, KeyRing.parse(f"k2:{new_key}"), create_schema=False)
     for realm, tokens in saved.items():
@@ -130,6 +132,26 @@ def test_key_rotation(store: ConnectionStore, keys_text: str) -> None:
         store.decrypt("1")  # the old ring alone no longer opens anything
     rotated = [e for e in store.events() if e.kind is EventKind.KEY_ROTATED]
     assert [e.detail for e in rotated] == ["re-encrypted under key id k2 (was k1)"] * 3
+
+
+def test_key_rotation_goes_past_a_realm_no_key_opens(
+    store: ConnectionStore, keys_text: str
+) -> None:
+    """`keys rotate` once stopped at the first unreadable realm, leaving the rest on the
+    old key: now every readable realm is done and the others are named."""
+    for realm in ("1", "2", "3"):
+        store.save_tokens(realm, token_set(realm))
+    lost_key = ConnectionStore(store.db, KeyRing({"k0": os.urandom(32)}), create_schema=False)
+    lost_key.save_tokens("2", token_set("2"))  # under a key nobody has any more
+    new_key = generate_key()
+    both = ConnectionStore(
+        store.db, KeyRing.parse(f"k2:{new_key},{keys_text}"), create_schema=False
+    )
+    report = both.rotate_keys()
+    assert report.reencrypted == ["1", "3"]
+    assert list(report.unreadable) == ["2"]
+    assert "key id 'k0'" in report.unreadable["2"] and "\n" not in report.unreadable["2"]
+    assert [c.key_id for c in both.list()] == ["k2", "k0", "k2"]
 
 
 def test_status_changes_and_event_cursor(store: ConnectionStore) -> None:

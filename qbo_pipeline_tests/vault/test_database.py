@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from qbo_pipeline.vault import PostgresDatabase, SQLiteDatabase, mask_url, open_database
+from qbo_pipeline.errors import ConfigurationError
+from qbo_pipeline.postgres import PostgresUnavailable
+from qbo_pipeline.urls import mask_url
+from qbo_pipeline.vault import (
+    ConnectionStore,
+    KeyRing,
+    PostgresDatabase,
+    SQLiteDatabase,
+    database,
+    open_database,
+)
 
 
 def test_unset_url_means_sqlite_at_default_path(tmp_path: Path) -> None:
@@ -61,7 +73,7 @@ def test_postgres_url_forms_and_round_trip(postgres_url: str, tmp_path: Path) ->
     ],
 )
 def test_bad_urls_name_the_variable_and_hide_passwords(url: str, tmp_path: Path) -> None:
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ConfigurationError) as caught:
         open_database(url, default_path=tmp_path / "x.db")
     text = str(caught.value)
     assert text.startswith("QBO_DATABASE_URL=")
@@ -79,7 +91,26 @@ def test_unreachable_postgres_message_hides_password(tmp_path: Path) -> None:
     url = "postgresql://qbo:sup3rsecretpw@127.0.0.1:1/qbo"
     db = open_database(url, default_path=tmp_path / "x.db")
     assert "sup3rsecretpw" not in repr(db)
-    with pytest.raises(ConnectionError) as caught, db.read():
+    with pytest.raises(PostgresUnavailable) as caught, db.read():
         pass
     assert "sup3rsecretpw" not in str(caught.value)
     assert "QBO_DATABASE_URL=postgresql://qbo:***@127.0.0.1:1/qbo" in str(caught.value)
+
+
+def test_a_store_that_has_its_tables_is_opened_without_the_write_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both sensors open the store every tick; creating the schema each time took SQLite's
+    write lock, so a tick waited behind (and then failed on) any writer."""
+    url = f"sqlite:///{tmp_path / 'tokens.sqlite'}"
+    keys = KeyRing({"k1": os.urandom(32)})
+    ConnectionStore(open_database(url, default_path=tmp_path), keys)
+    monkeypatch.setattr(database, "_schemas_ready", set())  # as a new process would be
+    writer = sqlite3.connect(tmp_path / "tokens.sqlite", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+    try:
+        store = ConnectionStore(open_database(url, default_path=tmp_path, lock_timeout=0.2), keys)
+        assert store.list() == [] and store.events() == []
+    finally:
+        writer.rollback()
+        writer.close()

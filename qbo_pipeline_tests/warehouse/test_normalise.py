@@ -14,6 +14,7 @@ import pytest
 
 from qbo_pipeline.quickbooks.catalog import CUSTOMER, INVOICE, Column, ColumnType, Entity
 from qbo_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
+from qbo_pipeline.warehouse.errors import UnfitValue
 
 _STORE: list[DuckDBWarehouse] = []
 
@@ -202,23 +203,23 @@ def test_entity_without_lines_has_no_line_rows() -> None:
     ],
 )
 def test_bad_values_name_entity_id_and_field(change: dict, field: str) -> None:
-    with pytest.raises(ValueError, match=rf"Invoice '1042'.*{field}"):
+    with pytest.raises(UnfitValue, match=rf"Invoice '1042'.*{field}"):
         entity_row(INVOICE, "r", _invoice(**change))
 
 
 def test_bad_line_value_names_the_line() -> None:
     raw = _invoice()
     raw["Line"][2]["DiscountLineDetail"]["DiscountPercent"] = "ten"
-    with pytest.raises(ValueError, match=r"Invoice '1042' Line\[2\].*DiscountPercent"):
+    with pytest.raises(UnfitValue, match=r"Invoice '1042' Line\[2\].*DiscountPercent"):
         line_rows(INVOICE, "r", raw)
 
 
 def test_missing_id_and_non_objects_are_rejected() -> None:
-    with pytest.raises(ValueError, match="Invoice record has no usable Id"):
+    with pytest.raises(UnfitValue, match="Invoice record has no usable Id"):
         entity_row(INVOICE, "r", {"SyncToken": "0"})
-    with pytest.raises(ValueError, match="Customer record is a list"):
+    with pytest.raises(UnfitValue, match="Customer record is a list"):
         entity_row(CUSTOMER, "r", [1, 2])  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"Line\[0\] is a VARCHAR, not a JSON object"):
+    with pytest.raises(UnfitValue, match=r"Line\[0\] is a VARCHAR, not a JSON object"):
         line_rows(INVOICE, "r", _invoice(Line=["oops", {"Amount": "x"}]))
 
 

@@ -11,6 +11,7 @@ import pytest
 from qbo_pipeline.quickbooks.catalog import CUSTOMER, INVOICE
 from qbo_pipeline.warehouse import Warehouse, connect_warehouse, encode_batch
 from qbo_pipeline.warehouse.base import PreparedBatch
+from qbo_pipeline.warehouse.errors import UnfitValue
 
 REALM = "9130356766371234"
 
@@ -96,6 +97,6 @@ def test_a_value_that_does_not_type_is_named_when_the_batch_is_prepared(
     broken[2]["TotalAmt"] = "twelve"
     texts = encode_batch(INVOICE, broken)
 
-    with pytest.raises(ValueError, match=r"TotalAmt .* = 'twelve' is not a valid decimal"):
+    with pytest.raises(UnfitValue, match=r"TotalAmt .* = 'twelve' is not a valid decimal"):
         warehouse.upsert(INVOICE, REALM, warehouse.prepare(INVOICE, texts))
     assert warehouse.count("invoices") == 0

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from qbo_pipeline.warehouse import WarehouseError, connect_warehouse, mask_url
+from qbo_pipeline.errors import ConfigurationError
+from qbo_pipeline.postgres import PostgresUnavailable
+from qbo_pipeline.warehouse import connect_warehouse, mask_url
 from qbo_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
 from qbo_pipeline.warehouse.postgres_warehouse import PostgresWarehouse
+from qbo_pipeline.warehouse.url import check_warehouse_url
 
 
 def test_unset_url_means_the_default_duckdb_file(tmp_path: Path) -> None:
@@ -47,15 +50,18 @@ def test_duckdb_urls_follow_the_sqlalchemy_convention(
     ],
 )
 def test_unsupported_urls_are_refused_in_one_line(url: str, tmp_path: Path) -> None:
-    with pytest.raises(ValueError) as raised:
-        connect_warehouse(url, default_path=tmp_path / "w.duckdb")
-
-    message = str(raised.value)
-    assert message == (
-        f"QBO_WAREHOUSE_URL {mask_url(url)!r} is not supported; "
-        "use duckdb:///path/to/file.duckdb or postgresql://user@host/db"
-    )
-    assert "s3cret" not in message
+    for refuse in (
+        lambda: connect_warehouse(url, default_path=tmp_path / "w.duckdb"),
+        lambda: check_warehouse_url(url),  # what Settings.from_env runs at start-up
+    ):
+        with pytest.raises(ConfigurationError) as raised:
+            refuse()
+        message = str(raised.value)
+        assert message == (
+            f"QBO_WAREHOUSE_URL={mask_url(url)} is not supported; use unset (a DuckDB file in "
+            "the project), duckdb:///path/to/file.duckdb or postgresql://user@host/db"
+        )
+        assert "s3cret" not in message
 
 
 @pytest.mark.parametrize(
@@ -89,13 +95,11 @@ def test_connection_errors_never_show_the_password() -> None:
     url = f"postgresql://qbo:s3cret-pw@127.0.0.1:{port}/wh?password=other-s3cret"
     warehouse = connect_warehouse(url, default_path=Path("unused"))
 
-    with pytest.raises(WarehouseError) as raised:
+    with pytest.raises(PostgresUnavailable) as raised:
         warehouse.ensure_schema()
 
     assert "s3cret" not in str(raised.value)
-    assert "cannot connect to PostgreSQL warehouse postgresql://qbo:***@127.0.0.1" in str(
-        raised.value
-    )
+    assert "cannot connect to QBO_WAREHOUSE_URL=postgresql://qbo:***@127.0.0.1" in str(raised.value)
 
 
 def test_postgres_scheme_alias_reaches_the_same_server(postgres_url: str) -> None:

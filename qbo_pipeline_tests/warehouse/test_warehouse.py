@@ -15,6 +15,7 @@ from qbo_pipeline.quickbooks.catalog import CUSTOMER, INVOICE, Column, ColumnTyp
 from qbo_pipeline.quickbooks.timestamps import parse_instant
 from qbo_pipeline.warehouse import Warehouse, connect_warehouse
 from qbo_pipeline.warehouse.base import SqlWarehouse
+from qbo_pipeline.warehouse.errors import UnfitValue
 
 REALM = "9130356766371234"
 
@@ -266,7 +267,7 @@ def test_a_bad_record_writes_nothing(warehouse: Warehouse, invoices: list[dict])
     good = copy.deepcopy(invoices[1])
     bad = copy.deepcopy(invoices[2]) | {"MetaData": {"LastUpdatedTime": "not a time"}}
 
-    with pytest.raises(ValueError, match=r"Invoice '96'.*LastUpdatedTime"):
+    with pytest.raises(UnfitValue, match=r"Invoice '96'.*LastUpdatedTime"):
         warehouse.upsert(INVOICE, REALM, [good, bad], cursor=start + timedelta(days=60))
 
     assert _snapshot(warehouse) == before

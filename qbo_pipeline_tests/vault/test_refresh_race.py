@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from qbo_pipeline.vault import ConnectionStatus, EventKind, fingerprint
-from qbo_pipeline_tests.credentials import race_worker
-from qbo_pipeline_tests.credentials.conftest import expire_access_token, token_stats
 from qbo_pipeline_tests.emulator.conftest import refresh
+from qbo_pipeline_tests.vault import race_worker
+from qbo_pipeline_tests.vault.expiring import expire_access_token, token_stats
 
 PROCESSES = 16
 

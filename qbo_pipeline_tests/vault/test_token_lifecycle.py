@@ -12,13 +12,13 @@ from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.settings import Settings
 from qbo_pipeline.sync.engine import SyncOptions, sync_entity
 from qbo_pipeline.vault import ConnectionStatus
-from qbo_pipeline_tests.credentials.conftest import (
+from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals
+from qbo_pipeline_tests.vault.expiring import (
     emulator_delete,
     emulator_post,
     expire_access_token,
     token_stats,
 )
-from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals
 
 QUERY = {"query": "select * from Customer maxresults 1", "minorversion": "75"}
 

@@ -1,5 +1,6 @@
-"""Credentials end to end: a company connected through the emulator's OAuth server, and
-ways to make its stored access token stale so the vault has to refresh it."""
+"""For the end-to-end credential tests (a company connected through the emulator's OAuth
+server): the emulator's admin calls, and making the stored access token stale so the
+vault has to refresh it."""
 
 from __future__ import annotations
 

@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.cpu
 	$(BIN)/python -m benchmarks.sync_bench
+	$(BIN)/python -m benchmarks.vault_bench
 
 dev: $(STAMP)
 	DAGSTER_HOME=$(abspath .qbo/dagster) $(BIN)/dagster dev -w workspace.yaml

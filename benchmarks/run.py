@@ -118,7 +118,7 @@ def sync_figures(customers: int, invoices: int) -> list[Figure]:
     Measures the pipeline's own cost (HTTP, parse, normalise, load into DuckDB), which is
     what remains when QBO answers instantly.
     """
-    from qbo_pipeline.demo import connect_through_oauth
+    from qbo_pipeline.commands.demo_run import connect_through_oauth
     from qbo_pipeline.quickbooks.catalog import ENTITIES
     from qbo_pipeline.runtime import Runtime
     from qbo_pipeline.settings import Settings

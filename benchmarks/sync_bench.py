@@ -79,7 +79,7 @@ def one_sync(env: dict[str, str], connect: bool) -> dict:
 
 
 def _child(connect: bool) -> None:
-    from qbo_pipeline.demo import connect_through_oauth
+    from qbo_pipeline.commands.demo_run import connect_through_oauth
     from qbo_pipeline.quickbooks.catalog import ENTITIES
     from qbo_pipeline.runtime import Runtime
     from qbo_pipeline.settings import Settings

@@ -111,6 +111,7 @@ class Postgres:
                     configure=_in_utc,
                     open=True,
                     name=self.variable,
+                    num_workers=1,  # connections are made on demand, a few per process
                 )
             return self._pool
 

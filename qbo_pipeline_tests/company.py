@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from qbo_pipeline.demo import connect_through_oauth
+from qbo_pipeline.commands.demo_run import connect_through_oauth
 from qbo_pipeline.emulator.config import EmulatorConfig
 from qbo_pipeline.emulator.server import EmulatorServer
 from qbo_pipeline.quickbooks.client import QuickBooksClient

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from qbo_pipeline.demo import format_report, run_demo
+    from qbo_pipeline.commands.demo_run import format_report, run_demo
 
     report = run_demo(
         Path(args.state_dir), customers=args.customers, invoices=args.invoices, seed=args.seed

@@ -23,6 +23,7 @@ from qbo_pipeline.defs import jobs
 from qbo_pipeline.defs.partitions import realm_partitions
 from qbo_pipeline.errors import PipelineError
 from qbo_pipeline.runtime import Runtime
+from qbo_pipeline.vault.store import Connection
 
 EVENTS_PER_TICK = 1000
 # Without a cursor (first tick, or after a reset) only recent problems are alerted, so a
@@ -40,10 +41,10 @@ def realm_partitions_sensor(
 ) -> dg.SensorResult | dg.SkipReason:
     """Adds a partition for each newly connected company and runs its first sync."""
     try:
-        runtime = Runtime.from_env()
-        active = {c.realm_id for c in runtime.store.list() if c.status == "active"}
+        connections = _connections()
     except PipelineError as error:
         return dg.SkipReason(f"cannot read the QuickBooks connections: {error}")
+    active = {c.realm_id for c in connections if c.status == "active"}
     known = set(context.instance.get_dynamic_partitions(realm_partitions.name))
     new = sorted(active - known)
     if new:
@@ -54,6 +55,14 @@ def realm_partitions_sensor(
         ],
         dynamic_partitions_requests=[realm_partitions.build_add_request(new)] if new else [],
     )
+
+
+def _connections() -> list[Connection]:
+    runtime = Runtime.from_env()
+    try:
+        return runtime.store.list()
+    finally:
+        runtime.close()  # the daemon runs ticks for weeks: no pool may outlive one
 
 
 @dataclass(frozen=True)
@@ -100,12 +109,11 @@ def token_health_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         return dg.SensorResult(skip_reason=str(error), cursor=context.cursor)
     try:
         runtime = Runtime.from_env()
-        store = runtime.store
         try:
-            events = store.events(after_id=cursor.after_event_id, limit=EVENTS_PER_TICK)
-            connections = store.list()
+            events = runtime.store.events(after_id=cursor.after_event_id, limit=EVENTS_PER_TICK)
+            connections = runtime.store.list()
         finally:
-            store.db.close()
+            runtime.close()  # the daemon runs ticks for weeks: no pool may outlive one
     except PipelineError as error:
         return dg.SensorResult(
             skip_reason=f"cannot read the QuickBooks connections: {error}", cursor=context.cursor

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import dagster as dg
@@ -13,7 +14,7 @@ import pytest
 from qbo_pipeline.commands.execution import sync_realms
 from qbo_pipeline.definitions import defs
 from qbo_pipeline.defs.partitions import realm_partitions
-from qbo_pipeline.defs.sensors import realm_partitions_sensor
+from qbo_pipeline.defs.sensors import realm_partitions_sensor, token_health_sensor
 from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,6 +104,22 @@ def test_sensor_adds_new_connections_as_partitions_and_requests_their_first_sync
         instance.add_dynamic_partitions(realm_partitions.name, [company.realm_id])
         again = realm_partitions_sensor(dg.build_sensor_context(instance=instance))
         assert again.run_requests == []
+
+
+def test_sensor_ticks_leave_no_connection_pool_behind(connect, postgres_url):
+    """The daemon evaluates both sensors every minute for weeks: a pool (worker threads,
+    connections) left by each tick would pile up until the daemon dies."""
+    connect(customers=5, invoices=5, database_url=postgres_url)
+
+    def pool_threads() -> int:
+        return sum(t.name.startswith("QBO_DATABASE_URL") for t in threading.enumerate())
+
+    before = pool_threads()  # the test's own connection to the store has a pool
+    with dg.instance_for_test() as instance:
+        for _ in range(5):
+            realm_partitions_sensor(dg.build_sensor_context(instance=instance))
+            token_health_sensor(dg.build_sensor_context(instance=instance))
+    assert pool_threads() == before
 
 
 @pytest.mark.slow

@@ -41,7 +41,8 @@ def test_each_fault_at_a_high_rate_loses_nothing(connect, kind):
 
 
 def test_the_client_never_breaks_the_limits_the_emulator_enforces(connect):
-    company = connect(customers=300, invoices=900, latency_ms=60.0)
+    # Pages take 60 ms or more, so the four readers really overlap.
+    company = connect(customers=300, invoices=900, latency_ms=600.0)
     httpx.post(
         f"{company.emulator.base_url}/_emulator/limits",
         json={"enabled": True, "requests_per_minute": 40, "max_in_flight": 4},

@@ -39,10 +39,12 @@ from qbo_pipeline.quickbooks.query import select_by_ids, string_literal
 from qbo_pipeline.quickbooks.realms import check_realm_id, is_realm_id
 from qbo_pipeline.service.app import printable
 from qbo_pipeline.service.auth import MAX_BODY
+from qbo_pipeline.service.errors import GENERIC, classify
 from qbo_pipeline.service.server import ServiceServer
 from qbo_pipeline.sync.deletes import confirm_missing
 from qbo_pipeline.vault import (
     ConnectionStatus,
+    RefreshLockTimeout,
     StoreBusy,
     fingerprint,
     generate_key,
@@ -541,3 +543,12 @@ def test_expiry_instants_are_whole_seconds_from_intuits_answer() -> None:
     for absurd in (10**14, -5, "soon", True):
         with pytest.raises(Exception, match="token response holds"):
             TokenSet.from_response({**body, "expires_in": absurd}, received_at=received)
+
+
+def test_waiting_helps_is_a_503_and_a_bug_is_a_generic_500() -> None:
+    """A busy token store or a lease another worker holds is worth a retry; a bug's
+    details go to the log only."""
+    busy = StoreBusy("the token store sqlite:///x stayed locked; retry in a moment")
+    assert classify(busy) == (503, str(busy))
+    assert classify(RefreshLockTimeout("1", 90)) == (503, str(RefreshLockTimeout("1", 90)))
+    assert classify(KeyError("access_token")) == (500, GENERIC)

@@ -106,7 +106,7 @@ def test_latency_scales_with_rows_and_overlaps(connected) -> None:
     assert eight < 2 * one
     assert _realm_stats(qbo)["peak_in_flight"] == 9  # eight large and a small one
 
+    # Turned off, the wait is gone. (Counting small answers again would measure the
+    # machine: with no modelled wait, both sizes take only their real serving time.)
     assert qbo.http.post("/_emulator/latency", json={"ms": 0}).status_code == 200
     assert qbo.http.get("/_emulator/latency").json() == {"ms": 0.0, "jitter": 0.0}
-    # Without the modelled wait a large answer is over before many small ones are.
-    assert _small_answers_during(qbo, 1) < one / 2

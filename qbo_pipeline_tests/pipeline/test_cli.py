@@ -116,3 +116,25 @@ def test_set_tokens_then_sync_from_the_command_line(connect, tmp_path):
     rotated = vault_tokens(cli_runtime, company.realm_id, "rotated")
     assert rotated["rotated refresh token"] != fresh.refresh_token
     assert_no_secret(command_output(synced), secrets | rotated)
+
+
+def test_a_bug_is_a_traceback_not_a_one_line_exit(monkeypatch, capsys):
+    """Only the project's own errors (PipelineError) become one line and exit 2; anything
+    else is a bug, and its traceback is what a bug report needs."""
+    from qbo_pipeline import cli
+    from qbo_pipeline.commands import keys
+    from qbo_pipeline.errors import ConfigurationError
+
+    def broken(args):
+        raise KeyError("access_token")
+
+    monkeypatch.setattr(keys, "_generate", broken)
+    with pytest.raises(KeyError):
+        cli.main(["keys", "generate"])
+
+    def misconfigured(args):
+        raise ConfigurationError("QBO_SOMETHING must be set")
+
+    monkeypatch.setattr(keys, "_generate", misconfigured)
+    assert cli.main(["keys", "generate"]) == 2
+    assert capsys.readouterr().err == "qbo-pipeline: QBO_SOMETHING must be set\n"

@@ -40,7 +40,23 @@ def printable(text: str) -> str:
     )
 
 
-class AccessLog:
+class HttpMiddleware:
+    """An ASGI middleware that sees HTTP requests only (lifespan and the rest pass by)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.http(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class AccessLog(HttpMiddleware):
     """One log line per request: method, path and status, never the query string.
 
     The callback's query carries the authorization code, and uvicorn's own access log
@@ -49,13 +65,7 @@ class AccessLog:
     a `%0A` in it would start a forged log line.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.monotonic()
         status = 500
 
@@ -79,17 +89,10 @@ class AccessLog:
             )
 
 
-class SecurityHeaders:
+class SecurityHeaders(HttpMiddleware):
     """Adds `SECURITY_HEADERS` to every response."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]

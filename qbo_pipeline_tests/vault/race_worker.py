@@ -6,8 +6,10 @@ between the racers is the token store.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -17,6 +19,23 @@ import httpx
 from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.vault import ConnectionStore, KeyRing, TokenProvider, fingerprint, open_database
 from qbo_pipeline_tests.vault.intuit import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI
+
+
+def race(target: Callable, args: tuple, processes: int, *, timeout: float = 300) -> list:
+    """Run `target(*args, start, results)` in `processes` spawned processes that all start
+    at once (a barrier), and collect what each put on `results`."""
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(processes), context.Queue()
+    racers = [
+        context.Process(target=target, args=(*args, start, results)) for _ in range(processes)
+    ]
+    for racer in racers:
+        racer.start()
+    outcomes = [results.get(timeout=timeout) for _ in racers]
+    for racer in racers:
+        racer.join(timeout=60)
+        assert racer.exitcode == 0
+    return outcomes
 
 
 def fetch_access_token(

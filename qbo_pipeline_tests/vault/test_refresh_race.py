@@ -6,7 +6,6 @@ token is an `invalid_grant` that would cost the connection, on both token stores
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from pathlib import Path
 
@@ -27,25 +26,6 @@ def database_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> s
     return request.getfixturevalue("postgres_url")
 
 
-def race(env: dict[str, str], realm_id: str) -> list[tuple]:
-    context = multiprocessing.get_context("spawn")
-    start = context.Barrier(PROCESSES)
-    results = context.Queue()
-    processes = [
-        context.Process(
-            target=race_worker.fetch_and_use_token, args=(env, realm_id, start, results)
-        )
-        for _ in range(PROCESSES)
-    ]
-    for process in processes:
-        process.start()
-    outcomes = [results.get(timeout=300) for _ in processes]
-    for process in processes:
-        process.join(timeout=60)
-        assert process.exitcode == 0
-    return outcomes
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("store_kind", ["sqlite", "postgres"])
 def test_sixteen_processes_refresh_once(connect, request, tmp_path, store_kind) -> None:
@@ -61,7 +41,7 @@ def test_sixteen_processes_refresh_once(connect, request, tmp_path, store_kind) 
     before = token_stats(company)
 
     started = time.monotonic()
-    outcomes = race(company.env, realm_id)
+    outcomes = race_worker.race(race_worker.fetch_and_use_token, (company.env, realm_id), PROCESSES)
     elapsed = time.monotonic() - started
 
     errors = [outcome[1] for outcome in outcomes if outcome[0] != "ok"]

@@ -9,14 +9,13 @@ fails silently, an expiry that moves, a lock held while Intuit hangs.
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from qbo_pipeline.quickbooks.faults import InvalidClient, InvalidGrant
-from qbo_pipeline.quickbooks.oauth import TokenSet
 from qbo_pipeline.vault import (
     ConnectionStatus,
     ConnectionStore,
@@ -102,14 +101,7 @@ def test_a_short_lived_token_is_not_refreshed_before_every_request(
     now = datetime.now(UTC).replace(microsecond=0)
     granted = intuit.grant(realm)
     store.save_tokens(
-        realm,
-        TokenSet(
-            access_token=granted.access_token,
-            refresh_token=granted.refresh_token,
-            access_expires_at=now + timedelta(seconds=40),
-            refresh_expires_at=granted.refresh_expires_at,
-            issued_at=now,
-        ),
+        realm, replace(granted, access_expires_at=now + timedelta(seconds=40), issued_at=now)
     )
     calls = intuit.refresh_calls()
     provider = TokenProvider(store, intuit.oauth(), refresh_margin=timedelta(minutes=5))
@@ -290,23 +282,13 @@ def test_four_processes_one_refresh(
     connect(store, intuit, realm, expires_in=-60)
     calls, invalid = intuit.refresh_calls(), intuit.invalid_grants()
     intuit.stall(seconds=0.3)
-    context = multiprocessing.get_context("spawn")
-    start = context.Barrier(4)
-    queue = context.Queue()
-    processes = [
-        context.Process(
-            target=race_worker.fetch_access_token,
-            args=(database_url, keys_text, intuit.discovery_url, realm, start, queue),
-        )
-        for _ in range(4)
-    ]
     try:
-        for process in processes:
-            process.start()
-        results = [queue.get(timeout=60) for _ in processes]
-        for process in processes:
-            process.join(timeout=30)
-            assert process.exitcode == 0
+        results = race_worker.race(
+            race_worker.fetch_access_token,
+            (database_url, keys_text, intuit.discovery_url, realm),
+            4,
+            timeout=60,
+        )
     finally:
         intuit.release()
     _expect_single_refresh(store, intuit, realm, results, calls, invalid)

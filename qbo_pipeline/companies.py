@@ -25,13 +25,12 @@ from qbo_pipeline.quickbooks.identity import Company, verify_grant
 from qbo_pipeline.quickbooks.oauth import TokenSet
 from qbo_pipeline.quickbooks.realms import check_realm_id
 from qbo_pipeline.runtime import Runtime
-from qbo_pipeline.vault.errors import DecryptionError, UnknownKeyId
+from qbo_pipeline.vault.errors import AUTHORIZE_PATH, DecryptionError, UnknownKeyId
 from qbo_pipeline.vault.oauth_states import OAuthStates
 from qbo_pipeline.vault.store import Connection, ConnectionStatus, fingerprint
 
 log = logging.getLogger(__name__)
 
-AUTHORIZE_PATH = "/quickbooks/auth/authorize"
 # set-tokens takes an access token's remaining life; longer than Intuit ever grants is a typo.
 MAX_EXPIRES_IN = 86400
 

@@ -95,12 +95,13 @@ def connect_through_oauth(runtime: Runtime) -> str:
     return callback["realmId"]
 
 
-def connect_through_service(settings: Settings, realm_id: str | None = None) -> str:
+def connect_through_service(settings: Settings, realm_id: str) -> str:
     """The whole flow a user sees: our service's authorize link, Intuit's consent, and the
     redirect back to our service's callback, over HTTP. Returns the connected realm id.
 
-    With `realm_id`, the link reconnects that company, as a second `make demo` must: its
-    connection from the first run is active, and a plain link never replaces one.
+    `realm_id` is the company the user will choose. Once it is connected (a second
+    `make demo`), the link is one that reconnects it: a plain link never replaces an
+    active connection.
     """
     server = ServiceServer()
     admin_token = secrets.token_urlsafe(24)
@@ -110,7 +111,8 @@ def connect_through_service(settings: Settings, realm_id: str | None = None) -> 
     runtime = Runtime(settings)
     server.start(create_app(runtime))
     try:
-        reconnect = f"?realmId={realm_id}" if realm_id else ""
+        known = runtime.store.find(realm_id) is not None
+        reconnect = f"?realmId={realm_id}" if known else ""
         authorize = _follow(
             f"{server.base_url}{AUTHORIZE_PATH}{reconnect}",
             headers={"Authorization": f"Bearer {admin_token}"},
@@ -152,13 +154,7 @@ def run_demo(
                 "QUICKBOOKS_API_BASE_URL": emulator.api_base_url,
             }
         )
-        settings = Settings.from_env()
-        runtime = Runtime(settings)
-        try:
-            known = runtime.store.find(config.realm_id) is not None
-        finally:
-            runtime.close()
-        realm_id = connect_through_service(settings, config.realm_id if known else None)
+        realm_id = connect_through_service(Settings.from_env(), config.realm_id)
         [run] = sync_realms([realm_id], instance=dagster_instance(state_dir))
     with Runtime.from_env().warehouse() as warehouse:
         tables = [e.table for e in ENTITIES] + [e.lines.table for e in ENTITIES if e.lines]

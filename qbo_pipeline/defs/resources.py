@@ -17,6 +17,7 @@ from qbo_pipeline.quickbooks.limiter import Limits
 from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.settings import Settings
 from qbo_pipeline.warehouse.base import Warehouse
+from qbo_pipeline.warehouse.url import warehouse_kind
 
 
 class QuickBooksResource(dg.ConfigurableResource):
@@ -68,10 +69,9 @@ class WarehouseResource(dg.ConfigurableResource):
         definitions still load, so the UI shows the runs that fail and why.
         """
         try:
-            url = Settings.from_env().warehouse_url
+            return warehouse_kind(Settings.from_env().warehouse_url)
         except ConfigurationError:
             return "duckdb"
-        return "postgres" if (url or "").lower().startswith("postgres") else "duckdb"
 
     @contextmanager
     def open(self) -> Iterator[Warehouse]:

@@ -48,7 +48,9 @@ class TokenSource(Protocol):
 
     def access_token(self) -> str: ...
 
-    def refresh_after_unauthorized(self, rejected: str) -> str: ...
+    def refresh_after_unauthorized(self, rejected: str) -> str | None:
+        """A new token after QBO refused `rejected`; None when there is no other."""
+        ...
 
 
 class FixedToken:
@@ -63,8 +65,8 @@ class FixedToken:
     def access_token(self) -> str:
         return self._access_token
 
-    def refresh_after_unauthorized(self, rejected: str) -> str:
-        return rejected  # the retry then fails the same way, and says so
+    def refresh_after_unauthorized(self, rejected: str) -> None:
+        return None  # QBO's 401 stands: asking again would only spend another call
 
 
 class TruncatedResponse(QuickBooksError):
@@ -222,8 +224,10 @@ class QuickBooksClient:
         try:
             return self._send(path, statement, token, context, extra)
         except AuthenticationFailed:
-            log.info("realm %s: access token rejected, refreshing once", self.realm_id)
             fresh = self._tokens.refresh_after_unauthorized(token)
+            if fresh is None:
+                raise
+            log.info("realm %s: access token rejected, refreshed once", self.realm_id)
             try:
                 return self._send(path, statement, fresh, context, extra)
             except AuthenticationFailed as error:

@@ -21,7 +21,6 @@ from starlette.routing import Route
 
 from qbo_pipeline.companies import Companies
 from qbo_pipeline.errors import BadRequest
-from qbo_pipeline.quickbooks.realms import check_realm_id
 from qbo_pipeline.service.errors import NO_STORE, BodyTooLarge, SlowBody, answers_errors
 from qbo_pipeline.vault.oauth_states import InvalidState
 
@@ -98,8 +97,6 @@ def _require(data: dict[str, Any], *names: str) -> None:
 async def authorize(request: Request) -> Response:
     """302 to Intuit's consent page; `?realmId=R` makes the link reconnect company R only."""
     realm_id = request.query_params.get("realmId") or None
-    if realm_id is not None:
-        check_realm_id(realm_id)
     authorization = await run_in_threadpool(_companies(request).begin_authorization, realm_id)
     return RedirectResponse(authorization.url, status_code=302, headers=NO_STORE)
 
@@ -149,7 +146,7 @@ async def exchange_code(request: Request) -> Response:
     data = await _body(request)
     _require(data, "code", "realmId")
     code = _text(data, "code")
-    realm_id = check_realm_id(_text(data, "realmId"))
+    realm_id = _text(data, "realmId")
     return _json(await run_in_threadpool(_companies(request).exchange_code, code, realm_id))
 
 
@@ -160,7 +157,7 @@ async def set_tokens(request: Request) -> Response:
         data["QUICKBOOKS_REFRESH_TOKEN"] = data["refresh_token"]
     _require(data, "access_token", "realmId", "QUICKBOOKS_REFRESH_TOKEN")
     expires_in = data.get("expires_in", 0)
-    realm_id = check_realm_id(_text(data, "realmId"))
+    realm_id = _text(data, "realmId")
     access_token = _text(data, "access_token")
     refresh_token = _text(data, "QUICKBOOKS_REFRESH_TOKEN")
     status = await run_in_threadpool(
@@ -176,21 +173,21 @@ async def set_tokens(request: Request) -> Response:
 @answers_errors()
 async def refresh(request: Request) -> Response:
     data = await _body(request)
-    realm_id = check_realm_id(_text(data, "realmId"))
+    realm_id = _text(data, "realmId")
     own = _text(data, "QUICKBOOKS_REFRESH_TOKEN", "refresh_token", required=False)
     return _json(await run_in_threadpool(_companies(request).refresh, realm_id, own))
 
 
 @answers_errors()
 async def status(request: Request) -> Response:
-    realm_id = check_realm_id(request.query_params.get("realmId"))
+    realm_id = request.query_params.get("realmId", "")
     return _json(await run_in_threadpool(_companies(request).status, realm_id))
 
 
 @answers_errors()
 async def revoke(request: Request) -> Response:
     data = await _body(request)
-    realm_id = check_realm_id(_text(data, "realmId"))
+    realm_id = _text(data, "realmId")
     return _json(await run_in_threadpool(_companies(request).revoke, realm_id))
 
 

@@ -14,7 +14,6 @@ it read, so it can never overwrite a connection that changed meanwhile (a reconn
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import random
 import secrets
@@ -44,8 +43,6 @@ from qbo_pipeline.vault.events import (
     read_events,
     record_event,
 )
-
-log = logging.getLogger(__name__)
 
 CONNECTIONS_TABLE = "qbo_connections"
 ACCESS_TOKEN = "access_token"

@@ -34,7 +34,6 @@ from qbo_pipeline.vault.store import (
     ConnectionStatus,
     ConnectionStore,
     DecryptedTokens,
-    Lease,
     fingerprint,
 )
 
@@ -127,7 +126,7 @@ class TokenProvider:
                     _raise_unless_active(current)
                 if done(current):
                     return current.access_token
-                return self._refresh_leased(held, current, refresh_token if callers_own else None)
+                return self._refresh_leased(current, refresh_token if callers_own else None)
             finally:
                 self.store.release(held)
 
@@ -140,10 +139,8 @@ class TokenProvider:
             self.store.record_refresh_failure(realm_id, str(error))
             raise
 
-    def _refresh_leased(
-        self, lease: Lease, current: DecryptedTokens, callers_own: str | None
-    ) -> str:
-        realm_id = lease.realm_id
+    def _refresh_leased(self, current: DecryptedTokens, callers_own: str | None) -> str:
+        realm_id = current.realm_id
         used = callers_own or current.refresh_token
         try:
             tokens = self.oauth.refresh(used, realm_id)

@@ -32,6 +32,11 @@ def unsupported(url: str) -> ConfigurationError:
     )
 
 
+def warehouse_kind(url: str | None) -> str:
+    """ "postgres" for the URLs `connect_warehouse` opens with PostgreSQL, else "duckdb"."""
+    return "postgres" if (url or "").strip().lower().startswith(POSTGRES_PREFIXES) else "duckdb"
+
+
 def check_warehouse_url(url: str | None) -> None:
     """Raise ConfigurationError unless `url` is a form `connect_warehouse` accepts."""
     text = (url or "").strip()

@@ -213,7 +213,7 @@ def test_introspection_follows_strict_rotation_and_expiry(connected) -> None:
     qbo.http.post("/_emulator/tokens/expire").raise_for_status()
     assert introspect(qbo.http, second["access_token"])["active"] is False
     assert qbo.query("select count(*) from Customer").status_code == 401
-    assert introspect(qbo.http, "RT1-000-H0-unknown") == {
+    assert introspect(qbo.http, "never-issued-by-this-emulator") == {
         "active": False,
         "token_type": None,
         "realm_id": None,

@@ -25,7 +25,7 @@ from qbo_pipeline.vault import (
     fingerprint,
 )
 from qbo_pipeline_tests.vault import race_worker
-from qbo_pipeline_tests.vault.intuit import CLIENT_ID, Intuit
+from qbo_pipeline_tests.vault.intuit import CLIENT_ID, CLIENT_SECRET, Intuit
 from qbo_pipeline_tests.vault.storage import dump_storage
 
 
@@ -180,7 +180,7 @@ def test_other_oauth_failures_are_recorded_and_raised(
     store: ConnectionStore, intuit: Intuit, realm: str
 ) -> None:
     connect(store, intuit, realm, expires_in=-60)
-    wrong_keys = TokenProvider(store, intuit.oauth(client_secret="not-the-apps-secret"))
+    wrong_keys = TokenProvider(store, intuit.oauth(client_secret=CLIENT_SECRET[::-1]))
     with pytest.raises(InvalidClient):
         wrong_keys.access_token(realm)
     connection = store.get(realm)

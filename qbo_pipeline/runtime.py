@@ -6,18 +6,18 @@ place that decides how a realm's client gets its tokens.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from functools import cached_property
 
+from qbo_pipeline.inbox import WebhookInbox
 from qbo_pipeline.quickbooks.client import QuickBooksClient
 from qbo_pipeline.quickbooks.limiter import DEFAULT_LIMITS, Limits
 from qbo_pipeline.quickbooks.oauth import OAuthClient
 from qbo_pipeline.settings import Settings
 from qbo_pipeline.vault.crypto import KeyRing
-from qbo_pipeline.vault.database import open_database
+from qbo_pipeline.vault.database import Database, open_database
 from qbo_pipeline.vault.store import ConnectionStore
 from qbo_pipeline.vault.tokens import TokenProvider
 from qbo_pipeline.warehouse.base import Warehouse
@@ -62,18 +62,27 @@ class Runtime:
     @cached_property
     def keyring(self) -> KeyRing:
         """The operator's keys; on the embedded defaults, the key the demo generated."""
-        if not (os.environ.get("QBO_TOKEN_KEYS") or os.environ.get("QBO_TOKEN_KEY")):
+        if not (self.settings.token_keys or self.settings.token_key):
             key_file = self.settings.demo_key_file
             if key_file.is_file():
                 return KeyRing.from_env({"QBO_TOKEN_KEY": key_file.read_text().strip()})
-        return KeyRing.from_env(os.environ)
+        return KeyRing.from_env(self.settings.key_variables)
+
+    @cached_property
+    def database(self) -> Database:
+        """The token store's database, which also holds the webhook inbox."""
+        return open_database(
+            self.settings.database_url, default_path=self.settings.default_database_path
+        )
 
     @cached_property
     def store(self) -> ConnectionStore:
-        database = open_database(
-            self.settings.database_url, default_path=self.settings.default_database_path
-        )
-        return ConnectionStore(database, self.keyring)
+        return ConnectionStore(self.database, self.keyring)
+
+    @cached_property
+    def inbox(self) -> WebhookInbox:
+        self.store  # noqa: B018 - the inbox's triage reads the connections table
+        return WebhookInbox(self.database)
 
     @cached_property
     def oauth(self) -> OAuthClient:
@@ -117,5 +126,5 @@ class Runtime:
         """Release what was opened (HTTP connections, pooled database connections)."""
         if "oauth" in self.__dict__:
             self.oauth.close()
-        if "store" in self.__dict__:
-            self.store.db.close()
+        if "database" in self.__dict__:
+            self.database.close()

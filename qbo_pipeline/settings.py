@@ -36,6 +36,9 @@ class Settings:
     state_dir: Path = Path(".qbo")
     admin_token: str | None = field(default=None, repr=False)
     alert_webhook_url: str | None = field(default=None, repr=False)
+    webhook_verifier_token: str | None = field(default=None, repr=False)
+    token_keys: str | None = field(default=None, repr=False)
+    token_key: str | None = field(default=None, repr=False)
     refresh_margin_seconds: int = 300
     expiry_warning_days: int = 14
 
@@ -64,6 +67,9 @@ class Settings:
             state_dir=Path(get("QBO_STATE_DIR") or ".qbo"),
             admin_token=get("QBO_ADMIN_TOKEN"),
             alert_webhook_url=get("QBO_ALERT_WEBHOOK_URL"),
+            webhook_verifier_token=get("QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN"),
+            token_keys=get("QBO_TOKEN_KEYS"),
+            token_key=get("QBO_TOKEN_KEY"),
             refresh_margin_seconds=_whole_number(get, "QBO_REFRESH_MARGIN_SECONDS", 300),
             expiry_warning_days=_whole_number(get, "QBO_EXPIRY_WARNING_DAYS", 14),
         )
@@ -93,6 +99,11 @@ class Settings:
                 "app's keys (developer.intuit.com > your app > Keys & credentials)"
             )
         return self.client_id, self.client_secret
+
+    @property
+    def key_variables(self) -> dict[str, str]:
+        """The key settings as KeyRing.from_env reads them."""
+        return {"QBO_TOKEN_KEYS": self.token_keys or "", "QBO_TOKEN_KEY": self.token_key or ""}
 
     @property
     def default_database_path(self) -> Path:

@@ -17,6 +17,9 @@ from qbo_pipeline.defs.resources import (
 )
 from qbo_pipeline.errors import PipelineError, is_transient
 from qbo_pipeline.quickbooks.catalog import ENTITIES, Column, ColumnType, Entity
+from qbo_pipeline.quickbooks.client import QuickBooksClient
+from qbo_pipeline.quickbooks.webhooks import WebhookEvent
+from qbo_pipeline.sync.changes import BY_ID_LIMIT, apply_changes, distinct_ids
 from qbo_pipeline.sync.engine import EntitySyncResult, SyncOptions, sync_entity
 from qbo_pipeline.warehouse.base import Warehouse
 
@@ -40,6 +43,13 @@ _DAGSTER_TYPES = {
 class SyncConfig(dg.Config):
     full_refresh: bool = False
     """Ignore the cursor and fetch every row again (upserts keep this idempotent)."""
+    webhook_events_through: int | None = None
+    """Apply the realm's pending webhook events up to this inbox row (qbo_webhook_sensor
+    sets it): the Ids they name are read, or, past BY_ID_LIMIT, the entity is synced
+    incrementally. The events are marked processed once the warehouse has committed."""
+    by_id_limit: int = BY_ID_LIMIT
+    """Up to this many changed Ids are read by Id (200 to a query); more, and the run
+    syncs the entity incrementally instead."""
 
 
 def _schema(keys: tuple[str, ...], columns: tuple[Column, ...]) -> dg.TableSchema:
@@ -93,7 +103,7 @@ def _specs(entity: Entity, warehouse_kind: str) -> list[dg.AssetSpec]:
 
 
 def _materializations(
-    entity: Entity, result: EntitySyncResult, warehouse: Warehouse
+    entity: Entity, result: EntitySyncResult, warehouse: Warehouse, events: int
 ) -> Iterator[dg.MaterializeResult]:
     realm = result.realm_id
     metadata: dict[str, object] = {
@@ -102,6 +112,7 @@ def _materializations(
         "rows_deleted": result.deleted,
         "pages": result.pages,
         "mode": result.mode,
+        "webhook_events": events,
         "seconds": round(result.seconds, 3),
         "realm_id": realm,
     }
@@ -129,6 +140,29 @@ def _as_dagster_failure() -> Iterator[None]:
         raise dg.Failure(description=str(error), allow_retries=is_transient(error)) from None
 
 
+def _sync(
+    context: dg.AssetExecutionContext,
+    client: QuickBooksClient,
+    store: Warehouse,
+    entity: Entity,
+    config: SyncConfig,
+    events: list[tuple[int, WebhookEvent]],
+) -> EntitySyncResult:
+    """Webhook events name few Ids: read those; otherwise (or past the limit) sync."""
+    if events and distinct_ids(event for _, event in events) <= config.by_id_limit:
+        return apply_changes(client, store, entity, [event for _, event in events])
+    realm = client.realm_id
+    return sync_entity(
+        client,
+        store,
+        entity,
+        SyncOptions(full=config.full_refresh),
+        on_batch=lambda rows, lines: context.log.info(
+            f"realm {realm} {entity.name}: {rows} rows, {lines} lines loaded so far"
+        ),
+    )
+
+
 def build_entity_asset(entity: Entity, *, warehouse_kind: str) -> dg.AssetsDefinition:
     @dg.multi_asset(
         name=entity.table,
@@ -143,27 +177,23 @@ def build_entity_asset(entity: Entity, *, warehouse_kind: str) -> dg.AssetsDefin
         warehouse: WarehouseResource,
     ) -> Iterator[dg.MaterializeResult]:
         realm = context.partition_key
-        options = SyncOptions(full=config.full_refresh)
-        with (
-            _as_dagster_failure(),
-            quickbooks.client(realm) as client,
-            warehouse.open() as store,
-        ):
-            result = sync_entity(
-                client,
-                store,
-                entity,
-                options,
-                on_batch=lambda rows, lines: context.log.info(
-                    f"realm {realm} {entity.name}: {rows} rows, {lines} lines loaded so far"
-                ),
+        with _as_dagster_failure():
+            inbox = quickbooks.runtime.inbox
+            events = (
+                inbox.pending_events(realm, entity.name, config.webhook_events_through)
+                if config.webhook_events_through is not None
+                else []
             )
-            context.log.info(
-                f"realm {realm} {entity.name}: {result.mode} sync wrote {result.rows} rows and "
-                f"{result.lines} lines, marked {result.deleted} deleted, from {result.pages} "
-                f"pages in {result.seconds:.1f} s"
-            )
-            yield from _materializations(entity, result, store)
+            with quickbooks.client(realm) as client, warehouse.open() as store:
+                result = _sync(context, client, store, entity, config, events)
+                if events:  # committed: what they reported is in the warehouse
+                    inbox.mark_processed([row_id for row_id, _ in events], run_id=context.run_id)
+                context.log.info(
+                    f"realm {realm} {entity.name}: {result.mode} sync wrote {result.rows} rows "
+                    f"and {result.lines} lines, marked {result.deleted} deleted, from "
+                    f"{result.pages} pages in {result.seconds:.1f} s"
+                )
+                yield from _materializations(entity, result, store, len(events))
 
     return _entity_asset
 

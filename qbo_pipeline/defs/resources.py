@@ -1,12 +1,20 @@
-"""Dagster resources over the runtime: QuickBooks access per realm, and the warehouse.
+"""Dagster resources over the runtime: QuickBooks access per realm, the warehouse, alerts.
 
-Secrets never pass through Dagster config: they are read from the environment when a run
-starts (`Settings.from_env`), so the UI and the run storage never hold them.
+Their fields are the settings of `qbo_pipeline.settings`, bound in the definitions to
+`dg.EnvVar`s, so run storage and the UI keep the variable's name, never its value (a
+client secret, a token key, a database password). Tests and the demo build them with
+plain values instead (`from_settings`). A variable that is unset when the definitions
+load leaves its field unset (read from the environment when used, like every setting),
+so `dagster dev` with no environment still starts; the settings are checked when a run or
+a tick first uses them, with one line naming the variable.
 """
 
-from collections.abc import Iterator
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import timedelta
+from typing import Any, ClassVar, Self
 
 import dagster as dg
 from pydantic import PrivateAttr
@@ -17,39 +25,102 @@ from qbo_pipeline.quickbooks.limiter import Limits
 from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.settings import Settings
 from qbo_pipeline.warehouse.base import Warehouse
-from qbo_pipeline.warehouse.url import warehouse_kind
+from qbo_pipeline.warehouse.url import connect_warehouse, warehouse_kind
 
 
-class QuickBooksResource(dg.ConfigurableResource):
-    """API clients for connected companies, with tokens refreshed from the vault."""
+class SettingsFields(dg.ConfigurableResource):
+    """Fields that are settings: each is the environment variable named in VARIABLES."""
 
+    VARIABLES: ClassVar[dict[str, str]] = {}  # field name -> environment variable
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """Every field whose variable is set, bound to `dg.EnvVar`."""
+        environ = os.environ if environ is None else environ
+        bound = {
+            name: dg.EnvVar(variable)
+            for name, variable in cls.VARIABLES.items()
+            if environ.get(variable, "").strip()
+        }
+        return cls(**bound)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **fields: Any) -> Self:
+        """Plain values from `settings`, for tests and the demo."""
+        values = _variables(settings)
+        own = {
+            name: values[variable] for name, variable in cls.VARIABLES.items() if variable in values
+        }
+        return cls(**own, **fields)
+
+    def settings(self) -> Settings:
+        """The fields as Settings, checked as at start-up (one line naming a bad variable).
+
+        A field left unset falls back to its variable in the environment of the process
+        using it, as the rest of the project reads its settings.
+        """
+        environ = dict(os.environ)
+        for name, variable in self.VARIABLES.items():
+            value = getattr(self, name)
+            if value is not None:
+                environ[variable] = str(value)
+        return Settings.from_env(environ)
+
+
+_APP_VARIABLES = {
+    "client_id": "QUICKBOOKS_CLIENT_ID",
+    "client_secret": "QUICKBOOKS_CLIENT_SECRET",
+    "environment": "QUICKBOOKS_ENVIRONMENT",
+    "discovery_url": "QUICKBOOKS_DISCOVERY_URL",
+    "api_base_url": "QUICKBOOKS_API_BASE_URL",
+    "redirect_uri": "QUICKBOOKS_REDIRECT_URI",
+    "database_url": "QBO_DATABASE_URL",
+    "token_keys": "QBO_TOKEN_KEYS",
+    "token_key": "QBO_TOKEN_KEY",
+    "state_dir": "QBO_STATE_DIR",
+    "refresh_margin_seconds": "QBO_REFRESH_MARGIN_SECONDS",
+}
+
+
+class QuickBooksResource(SettingsFields):
+    """API clients for connected companies, with tokens refreshed from the token store,
+    and the webhook inbox in the same database. One runtime per run or tick, closed at
+    its end."""
+
+    VARIABLES: ClassVar[dict[str, str]] = _APP_VARIABLES
+
+    client_id: str | None = None
+    client_secret: str | None = None
+    environment: str | None = None
+    discovery_url: str | None = None
+    api_base_url: str | None = None
+    redirect_uri: str | None = None
+    database_url: str | None = None
+    """The token store (QBO_DATABASE_URL); unset: a SQLite file under the state folder."""
+    token_keys: str | None = None
+    token_key: str | None = None
+    state_dir: str | None = None
+    refresh_margin_seconds: str | None = None
     requests_per_minute: int = 500
     max_in_flight: int = 10
-    refresh_margin_seconds: int | None = None
-    """Refresh access tokens this long before they expire (default QBO_REFRESH_MARGIN_SECONDS)."""
 
     _runtime: Runtime | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._runtime = Runtime.from_env(
-            limits=Limits(
-                requests_per_window=self.requests_per_minute, max_in_flight=self.max_in_flight
-            ),
-            refresh_margin=(
-                timedelta(seconds=self.refresh_margin_seconds)
-                if self.refresh_margin_seconds is not None
-                else None
-            ),
-        )
+        self._runtime = None  # built on first use: a tick that reads nothing opens nothing
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._runtime is not None:
             self._runtime.close()
+            self._runtime = None
 
     @property
     def runtime(self) -> Runtime:
         if self._runtime is None:
-            self._runtime = Runtime.from_env()
+            limits = Limits(
+                requests_per_window=self.requests_per_minute, max_in_flight=self.max_in_flight
+            )
+            self._runtime = Runtime(self.settings(), limits=limits)
         return self._runtime
 
     @contextmanager
@@ -58,8 +129,16 @@ class QuickBooksResource(dg.ConfigurableResource):
             yield client
 
 
-class WarehouseResource(dg.ConfigurableResource):
+class WarehouseResource(SettingsFields):
     """The warehouse named by QBO_WAREHOUSE_URL (a DuckDB file under .qbo by default)."""
+
+    VARIABLES: ClassVar[dict[str, str]] = {
+        "warehouse_url": "QBO_WAREHOUSE_URL",
+        "state_dir": "QBO_STATE_DIR",
+    }
+
+    warehouse_url: str | None = None
+    state_dir: str | None = None
 
     @property
     def kind(self) -> str:
@@ -69,23 +148,73 @@ class WarehouseResource(dg.ConfigurableResource):
         definitions still load, so the UI shows the runs that fail and why.
         """
         try:
-            return warehouse_kind(Settings.from_env().warehouse_url)
+            return warehouse_kind(_resolved(self.warehouse_url))
         except ConfigurationError:
             return "duckdb"
 
     @contextmanager
     def open(self) -> Iterator[Warehouse]:
-        with Runtime.from_env().warehouse() as warehouse:
+        settings = self.settings()
+        warehouse = connect_warehouse(
+            settings.warehouse_url, default_path=settings.default_warehouse_path
+        )
+        try:
+            warehouse.ensure_schema()
             yield warehouse
+        finally:
+            warehouse.close()
 
 
-quickbooks_resource = QuickBooksResource()
-warehouse_resource = WarehouseResource()
+class AlertsResource(SettingsFields):
+    """Where token alerts go (QBO_ALERT_WEBHOOK_URL) and how early expiries are warned."""
+
+    VARIABLES: ClassVar[dict[str, str]] = {
+        "webhook_url": "QBO_ALERT_WEBHOOK_URL",
+        "expiry_warning_days": "QBO_EXPIRY_WARNING_DAYS",
+    }
+
+    webhook_url: str | None = None
+    expiry_warning_days: str | None = None
+
+
+def _resolved(value: str | None) -> str | None:
+    """A field's value; one bound to dg.EnvVar is read now (the definitions are loading)."""
+    return value.get_value() if isinstance(value, dg.EnvVar) else value
+
+
+def _variables(settings: Settings) -> dict[str, str]:
+    """The environment variables that would give `settings` (the inverse of from_env)."""
+    values = {
+        "QUICKBOOKS_CLIENT_ID": settings.client_id,
+        "QUICKBOOKS_CLIENT_SECRET": settings.client_secret,
+        "QUICKBOOKS_ENVIRONMENT": settings.environment,
+        "QUICKBOOKS_DISCOVERY_URL": settings.discovery_url,
+        "QUICKBOOKS_API_BASE_URL": settings.api_base_url,
+        "QUICKBOOKS_REDIRECT_URI": settings.redirect_uri,
+        "QBO_DATABASE_URL": settings.database_url,
+        "QBO_TOKEN_KEYS": settings.token_keys,
+        "QBO_TOKEN_KEY": settings.token_key,
+        "QBO_STATE_DIR": str(settings.state_dir),
+        "QBO_REFRESH_MARGIN_SECONDS": str(settings.refresh_margin_seconds),
+        "QBO_WAREHOUSE_URL": settings.warehouse_url,
+        "QBO_ALERT_WEBHOOK_URL": settings.alert_webhook_url,
+        "QBO_EXPIRY_WARNING_DAYS": str(settings.expiry_warning_days),
+    }
+    return {name: value for name, value in values.items() if value is not None}
+
+
+quickbooks_resource = QuickBooksResource.from_environment()
+warehouse_resource = WarehouseResource.from_environment()
+alerts_resource = AlertsResource.from_environment()
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
     """Bound here once, so every asset, sensor and schedule gets them by parameter name."""
     return dg.Definitions(
-        resources={"quickbooks": quickbooks_resource, "warehouse": warehouse_resource}
+        resources={
+            "quickbooks": quickbooks_resource,
+            "warehouse": warehouse_resource,
+            "alerts": alerts_resource,
+        }
     )

@@ -21,9 +21,8 @@ from qbo_pipeline.alerts import (
 )
 from qbo_pipeline.defs import jobs
 from qbo_pipeline.defs.partitions import realm_partitions
+from qbo_pipeline.defs.resources import AlertsResource, QuickBooksResource
 from qbo_pipeline.errors import PipelineError
-from qbo_pipeline.runtime import Runtime
-from qbo_pipeline.vault.store import Connection
 
 EVENTS_PER_TICK = 1000
 # Without a cursor (first tick, or after a reset) only recent problems are alerted, so a
@@ -37,11 +36,11 @@ DELIVERY_BUDGET_SECONDS = 30.0
     job=jobs.qbo_sync, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING
 )
 def realm_partitions_sensor(
-    context: dg.SensorEvaluationContext,
+    context: dg.SensorEvaluationContext, quickbooks: QuickBooksResource
 ) -> dg.SensorResult | dg.SkipReason:
     """Adds a partition for each newly connected company and runs its first sync."""
     try:
-        connections = _connections()
+        connections = quickbooks.runtime.store.list()
     except PipelineError as error:
         return dg.SkipReason(f"cannot read the QuickBooks connections: {error}")
     active = {c.realm_id for c in connections if c.status == "active"}
@@ -55,14 +54,6 @@ def realm_partitions_sensor(
         ],
         dynamic_partitions_requests=[realm_partitions.build_add_request(new)] if new else [],
     )
-
-
-def _connections() -> list[Connection]:
-    runtime = Runtime.from_env()
-    try:
-        return runtime.store.list()
-    finally:
-        runtime.close()  # the daemon runs ticks for weeks: no pool may outlive one
 
 
 @dataclass(frozen=True)
@@ -94,7 +85,9 @@ class TokenHealthCursor:
 
 
 @dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
-def token_health_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+def token_health_sensor(
+    context: dg.SensorEvaluationContext, quickbooks: QuickBooksResource, alerts: AlertsResource
+) -> dg.SensorResult:
     """Alerts when a company's token refresh fails, its grant is invalid or revoked, or its
     refresh token nears expiry (QBO_EXPIRY_WARNING_DAYS), in the Dagster log and, when
     QBO_ALERT_WEBHOOK_URL is set, in chat.
@@ -108,33 +101,31 @@ def token_health_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     except ValueError as error:
         return dg.SensorResult(skip_reason=str(error), cursor=context.cursor)
     try:
-        runtime = Runtime.from_env()
-        try:
-            events = runtime.store.events(after_id=cursor.after_event_id, limit=EVENTS_PER_TICK)
-            connections = runtime.store.list()
-        finally:
-            runtime.close()  # the daemon runs ticks for weeks: no pool may outlive one
+        settings = alerts.settings()
+        store = quickbooks.runtime.store
+        events = store.events(after_id=cursor.after_event_id, limit=EVENTS_PER_TICK)
+        connections = store.list()
     except PipelineError as error:
         return dg.SensorResult(
             skip_reason=f"cannot read the QuickBooks connections: {error}", cursor=context.cursor
         )
     now = datetime.now(UTC)
-    days = runtime.settings.expiry_warning_days
+    days = settings.expiry_warning_days
     since = None if context.cursor else now - FIRST_TICK_LOOKBACK
-    alerts = alerts_from_events(events, since=since) + expiry_alerts(
+    found = alerts_from_events(events, since=since) + expiry_alerts(
         connections, now, days, cursor.warned
     )
     next_cursor = TokenHealthCursor(
         after_event_id=events[-1].id if events else cursor.after_event_id,
         warned=expiry_warning_keys(connections, now, days),
     )
-    if not alerts:
+    if not found:
         summary = (
             f"no token problems: {len(events)} new token events, "
             f"{len(connections)} connections checked"
         )
     else:
-        summary = _report(context, alerts, runtime.settings.alert_webhook_url)
+        summary = _report(context, found, settings.alert_webhook_url)
     return dg.SensorResult(skip_reason=summary, cursor=next_cursor.serialize())
 
 

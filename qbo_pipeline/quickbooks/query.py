@@ -22,11 +22,15 @@ def string_literal(value: str) -> str:
 
 
 def select_by_ids(entity: Entity, ids: Sequence[str]) -> str:
-    """The entities among `ids` (at most MAX_RESULTS of them) that QBO still has."""
+    """The entities among `ids` (at most MAX_RESULTS of them) that QBO still has, inactive
+    name-list rows included (QBO leaves those out unless asked)."""
     if not 1 <= len(ids) <= MAX_RESULTS:
         raise ValueError(f"between 1 and {MAX_RESULTS} ids at a time; got {len(ids)}")
     listed = ", ".join(string_literal(entity_id) for entity_id in ids)
-    return f"SELECT * FROM {entity.name} WHERE Id IN ({listed}) MAXRESULTS {len(ids)}"
+    where = f"Id IN ({listed})"
+    if entity.is_name_list:
+        where = f"Active IN (true, false) AND {where}"
+    return f"SELECT * FROM {entity.name} WHERE {where} MAXRESULTS {len(ids)}"
 
 
 def timestamp_literal(instant: datetime) -> str:

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qbo_pipeline.companies import Companies
 from qbo_pipeline.runtime import Runtime
-from qbo_pipeline.service import auth
+from qbo_pipeline.service import auth, webhooks
 from qbo_pipeline.service.security import AdminBearer, require_admin_token
 from qbo_pipeline.settings import Settings
 
@@ -107,16 +107,18 @@ def create_app(runtime: Runtime | Settings | None = None) -> Starlette:
         runtime = Runtime(runtime or Settings.from_env())
     admin_token = require_admin_token(runtime.settings.admin_token)
     app = Starlette(
-        routes=auth.routes,
+        routes=[*auth.routes, *webhooks.routes],
         middleware=[
             Middleware(AccessLog),
             Middleware(SecurityHeaders),
             Middleware(
                 AdminBearer,
                 admin_token=admin_token,
-                public_paths=frozenset({auth.CALLBACK_PATH}),
+                public_paths=frozenset({auth.CALLBACK_PATH, webhooks.WEBHOOKS_PATH}),
             ),
         ],
     )
     app.state.companies = Companies(runtime)
+    app.state.runtime = runtime
+    app.state.webhook_verifier = runtime.settings.webhook_verifier_token
     return app

@@ -8,7 +8,6 @@ integrations already send (`realmId`, `QUICKBOOKS_REFRESH_TOKEN`).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import html
 import json
@@ -21,7 +20,8 @@ from starlette.routing import Route
 
 from qbo_pipeline.companies import Companies
 from qbo_pipeline.errors import BadRequest
-from qbo_pipeline.service.errors import NO_STORE, BodyTooLarge, SlowBody, answers_errors
+from qbo_pipeline.service.bodies import read_body
+from qbo_pipeline.service.errors import NO_STORE, answers_errors
 from qbo_pipeline.vault.oauth_states import InvalidState
 
 PREFIX = "/quickbooks/auth"
@@ -29,7 +29,6 @@ AUTHORIZE_PATH = f"{PREFIX}/authorize"
 CALLBACK_PATH = f"{PREFIX}/callback"
 _ERROR_SHOWN = 100  # characters of Intuit's `error` parameter echoed on the page
 MAX_BODY = 64 * 1024  # bytes; the largest real body (set-tokens) is about 2 KB
-BODY_TIMEOUT = 10.0  # seconds a request body may take to arrive
 _OBJECT_HINT = 'the body must be a JSON object, e.g. {"realmId": "..."}'
 
 
@@ -42,16 +41,8 @@ def _json(payload: Any) -> JSONResponse:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    """The JSON object a request carries, read at most MAX_BODY bytes and BODY_TIMEOUT
-    seconds far: a declared length over the cap is refused before a byte is read."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
-        raise BodyTooLarge(MAX_BODY)
-    try:
-        async with asyncio.timeout(BODY_TIMEOUT):
-            raw = await _capped(request)
-    except TimeoutError:
-        raise SlowBody(BODY_TIMEOUT) from None
+    """The JSON object a request carries, at most MAX_BODY bytes (see `read_body`)."""
+    raw = await read_body(request, MAX_BODY)
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):  # RecursionError: nested thousands deep
@@ -59,15 +50,6 @@ async def _body(request: Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BadRequest(_OBJECT_HINT)
     return data
-
-
-async def _capped(request: Request) -> bytes:
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY:
-            raise BodyTooLarge(MAX_BODY)
-    return bytes(raw)
 
 
 def _text(data: dict[str, Any], *names: str, required: bool = True) -> str | None:

@@ -11,6 +11,7 @@ import sys
 from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.service.app import create_app
 from qbo_pipeline.service.security import require_admin_token
+from qbo_pipeline.service.webhooks import WEBHOOKS_PATH
 from qbo_pipeline.serving import HEADER_TIMEOUT, ThreadedServer
 from qbo_pipeline.settings import Settings
 
@@ -36,9 +37,14 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None =
     runtime.store  # noqa: B018 - opens the database and reads the key now
     app = create_app(runtime)
     server = ServiceServer(host, port)
+    webhooks = (
+        f"QuickBooks webhooks at {server.base_url}{WEBHOOKS_PATH}"
+        if settings.webhook_verifier_token
+        else "webhooks off (QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN is not set)"
+    )
     print(
         f"qbo-pipeline service on {server.base_url}/quickbooks/auth/ "
-        f"(OAuth callback registered as {settings.redirect_uri})",
+        f"(OAuth callback registered as {settings.redirect_uri}); {webhooks}",
         file=sys.stderr,
         flush=True,
     )

@@ -26,7 +26,7 @@ CDC_REACH = timedelta(days=30)
 # Stay clear of the edge: QBO's clock and ours differ, and a run takes time.
 CDC_MARGIN = timedelta(hours=12)
 CDC_MAX_OBJECTS = 1000
-_IDS_PER_QUERY = 200  # Id IN (...) lists; long statements go in a POST body
+IDS_PER_QUERY = 200  # Id IN (...) lists; long statements go in a POST body
 
 Deletion = tuple[str, datetime]
 
@@ -63,15 +63,15 @@ def deletions_from_cdc(
         position = last
 
 
-def confirm_missing(
-    client: QuickBooksClient, entity: Entity, missing: Iterable[str]
+def read_by_ids(
+    client: QuickBooksClient, entity: Entity, ids: Iterable[str]
 ) -> Iterator[list[dict]]:
-    """Pages of the entities QBO still has among `missing` (the rest are deleted).
+    """Pages of the entities QBO still has among `ids` (the rest are deleted), 200 a query.
 
-    Transaction Ids are decimal numbers in QBO; an id that is not was not written by a
-    sync (the warehouse is editable), cannot be in QBO, and asking about it would make the
-    whole query invalid (4001), so it is not asked about.
+    QBO's Ids are decimal numbers; an id that is not was not written by a sync (the
+    warehouse is editable), cannot be in QBO, and asking about it would make the whole
+    query invalid (4001), so it is not asked about.
     """
-    ids = sorted(entity_id for entity_id in missing if entity_id.isdecimal())
-    for start in range(0, len(ids), _IDS_PER_QUERY):
-        yield client.query(select_by_ids(entity, ids[start : start + _IDS_PER_QUERY])).entities
+    ids = sorted({entity_id for entity_id in ids if entity_id.isdecimal()}, key=int)
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        yield client.query(select_by_ids(entity, ids[start : start + IDS_PER_QUERY])).entities

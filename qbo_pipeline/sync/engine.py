@@ -33,8 +33,8 @@ from qbo_pipeline.sync.batches import BatchWriter
 from qbo_pipeline.sync.deletes import (
     Deletion,
     cdc_reaches,
-    confirm_missing,
     deletions_from_cdc,
+    read_by_ids,
 )
 from qbo_pipeline.sync.ranges import SECOND, even_split, floor_second
 from qbo_pipeline.sync.reading import Fetcher, Page, read_pages
@@ -258,7 +258,7 @@ def _reconcile(
 ) -> list[Deletion]:
     """Stored rows the full read did not return: deleted, unless QBO still has them."""
     missing = set(warehouse.unseen_ids(entity, client.realm_id, seen))
-    for rows in confirm_missing(client, entity, missing):
+    for rows in read_by_ids(client, entity, missing):
         page = Page.of(entity, rows)
         writer.add(page)
         missing.difference_update(page.ids)

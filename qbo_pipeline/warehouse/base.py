@@ -271,14 +271,15 @@ class SqlWarehouse(ABC):
         *,
         cursor: datetime | None = None,
     ) -> int:
-        """Soft-delete transactions QBO reported deleted (CDC); returns the rows marked.
+        """Soft-delete rows QBO reported deleted (CDC, webhooks); returns the rows marked.
 
-        A row keeps the first deletion instant recorded for it. Lines stay as they were:
+        Transactions are deleted and voided; a name-list row is only ever merged away
+        (a webhook says which). A row keeps the first deletion instant recorded for it.
+        Lines stay as they were:
         invoice_lines has no deleted_at, and analysts join through invoices.deleted_at.
         The cursor moves in the same transaction, so a crash cannot skip a deletion.
         """
         _check_aware(cursor, entity.name)
-        _require_transaction(entity, "apply_deletions")
         instants: dict[str, str] = {}
         for entity_id, instant in deletions:
             _check_aware(instant, entity.name)

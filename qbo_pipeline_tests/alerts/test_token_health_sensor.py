@@ -13,17 +13,17 @@ from tenacity import wait_none
 
 from qbo_pipeline.commands.execution import sync_realms
 from qbo_pipeline.definitions import defs
-from qbo_pipeline.defs.sensors import token_health_sensor
 from qbo_pipeline.quickbooks.faults import OAuthError
 from qbo_pipeline.quickbooks.oauth import OAuthClient
 from qbo_pipeline_tests.alerts.conftest import save_connection
+from qbo_pipeline_tests.ticks import sensor_tick
 
 REALM = "9130355377741016"
 OTHER = "4620816365"
 
 
 def tick(instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorResult:
-    return token_health_sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+    return sensor_tick("token_health_sensor", instance, cursor)
 
 
 def token_endpoint_stats(company) -> dict:

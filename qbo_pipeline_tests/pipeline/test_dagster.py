@@ -14,8 +14,8 @@ import pytest
 from qbo_pipeline.commands.execution import sync_realms
 from qbo_pipeline.definitions import defs
 from qbo_pipeline.defs.partitions import realm_partitions
-from qbo_pipeline.defs.sensors import realm_partitions_sensor, token_health_sensor
 from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals
+from qbo_pipeline_tests.ticks import sensor_tick
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,12 +97,11 @@ def test_a_revoked_grant_fails_the_run_at_once_with_a_reconnect_hint(connect):
 def test_sensor_adds_new_connections_as_partitions_and_requests_their_first_sync(connect):
     company = connect(customers=5, invoices=5)
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance)
-        result = realm_partitions_sensor(context)
+        result = sensor_tick("realm_partitions_sensor", instance)
         assert [r.partition_key for r in result.run_requests] == [company.realm_id]
         assert result.dynamic_partitions_requests[0].partition_keys == [company.realm_id]
         instance.add_dynamic_partitions(realm_partitions.name, [company.realm_id])
-        again = realm_partitions_sensor(dg.build_sensor_context(instance=instance))
+        again = sensor_tick("realm_partitions_sensor", instance)
         assert again.run_requests == []
 
 
@@ -117,8 +116,8 @@ def test_sensor_ticks_leave_no_connection_pool_behind(connect, postgres_url):
     before = pool_threads()  # the test's own connection to the store has a pool
     with dg.instance_for_test() as instance:
         for _ in range(5):
-            realm_partitions_sensor(dg.build_sensor_context(instance=instance))
-            token_health_sensor(dg.build_sensor_context(instance=instance))
+            sensor_tick("realm_partitions_sensor", instance)
+            sensor_tick("token_health_sensor", instance)
     assert pool_threads() == before
 
 
@@ -148,6 +147,6 @@ def test_sensor_skips_with_the_reason_when_the_vault_cannot_be_read(tmp_path, mo
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("QBO_STATE_DIR", str(tmp_path))
     with dg.instance_for_test() as instance:
-        result = realm_partitions_sensor(dg.build_sensor_context(instance=instance))
+        result = sensor_tick("realm_partitions_sensor", instance)
     assert isinstance(result, dg.SkipReason)
     assert "QBO_TOKEN_KEY is not set" in result.skip_message

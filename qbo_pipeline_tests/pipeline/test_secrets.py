@@ -20,10 +20,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from qbo_pipeline.commands.execution import sync_realms
-from qbo_pipeline.defs.sensors import token_health_sensor
 from qbo_pipeline.service.app import create_app
 from qbo_pipeline_tests.pipeline.secret_scan import assert_no_secret, vault_tokens
 from qbo_pipeline_tests.postgres_server import create_database
+from qbo_pipeline_tests.ticks import sensor_tick
 
 ADMIN = "admin-token-for-the-secrets-test"
 
@@ -92,7 +92,7 @@ def test_no_secret_in_files_logs_alerts_or_answers(
         [failed] = sync_realms([company.realm_id], instance=instance)
         assert not failed.success
         assert "reconnect" in failed.error.lower()
-        alerted = token_health_sensor(dg.build_sensor_context(instance=instance))
+        alerted = sensor_tick("token_health_sensor", instance)
         event_text = "\n".join(
             str(event) for run in (refreshed, failed) for event in instance.all_logs(run.run_id)
         )

@@ -41,7 +41,7 @@ from qbo_pipeline.service.app import printable
 from qbo_pipeline.service.auth import MAX_BODY
 from qbo_pipeline.service.errors import GENERIC, classify
 from qbo_pipeline.service.server import ServiceServer
-from qbo_pipeline.sync.deletes import confirm_missing
+from qbo_pipeline.sync.deletes import read_by_ids
 from qbo_pipeline.vault import (
     ConnectionStatus,
     RefreshLockTimeout,
@@ -448,7 +448,8 @@ def test_any_id_is_one_literal_in_qbos_grammar(entity_id: str) -> None:
     """The reconciliation once quoted stored ids without escaping: an id holding a quote
     ended the literal. Parsed by the emulator's QBO grammar, every id stays one value."""
     statement = qbo_grammar.parse(select_by_ids(CUSTOMER, [entity_id, "7"]))
-    [condition] = statement.where
+    active, condition = statement.where  # name-lists: Active IN (true, false) first
+    assert active.operator == "IN" and active.values == (True, False)
     assert condition.operator == "IN" and condition.values == (entity_id, "7")
     assert string_literal(entity_id).startswith("'")
 
@@ -459,7 +460,7 @@ def test_a_hostile_stored_id_is_never_part_of_a_query(connect) -> None:
     company = connect(customers=3, invoices=4)
     hostile = ["2') OR Id > ('0", "x\\' y", "3\n"]
     with company.quick_client() as api:
-        found = list(confirm_missing(api, INVOICE, ["1", *hostile, "999999"]))
+        found = list(read_by_ids(api, INVOICE, ["1", *hostile, "999999"]))
     assert [[row["Id"] for row in page] for page in found] == [["1"]]
     realm_stats = company.admin("stats")["realms"][company.realm_id]  # type: ignore[index]
     assert realm_stats["by_status"] == {"200": realm_stats["requests"]}  # no 4001 fault

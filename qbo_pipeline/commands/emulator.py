@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,8 @@ from qbo_pipeline.errors import ConfigurationError
 
 if TYPE_CHECKING:  # imported when the command runs: the CLI starts without the emulator
     from qbo_pipeline.emulator.config import EmulatorConfig
+
+VERIFIER_VARIABLE = "QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN"
 
 
 def _emulator(args: argparse.Namespace) -> int:
@@ -27,6 +30,12 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
 
     if args.data and not Path(args.data).is_file():
         raise ConfigurationError(f"--data {args.data}: no such file")
+    verifier = args.webhook_verifier or os.environ.get(VERIFIER_VARIABLE) or None
+    if args.webhook_url and not verifier:
+        raise ConfigurationError(
+            "emulator: --webhook-url needs the token deliveries are signed with; pass "
+            f"--webhook-verifier TOKEN or set {VERIFIER_VARIABLE}"
+        )
     try:
         return EmulatorConfig(
             seed=args.seed,
@@ -47,6 +56,11 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
             faults=parse_fault_rates(args.faults or ""),
             fault_seed=args.fault_seed,
             churn=args.churn,
+            webhook_url=args.webhook_url,
+            webhook_format=args.webhook_format,
+            webhook_verifier=verifier,
+            webhook_retry_scale=args.webhook_retry_scale,
+            webhook_batch_seconds=args.webhook_batch_seconds,
         )
     except ValueError as error:  # EmulatorConfig checks its values and names the bad one
         raise ConfigurationError(f"emulator: {error}") from None
@@ -119,4 +133,39 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         metavar="RATE",
         help="create, update, delete and deactivate entities at RATE changes per second",
     )
+    _add_webhook_arguments(emulator)
     emulator.set_defaults(handler=_emulator)
+
+
+def _add_webhook_arguments(emulator: argparse.ArgumentParser) -> None:
+    emulator.add_argument(
+        "--webhook-url",
+        metavar="URL",
+        help="send every change as a signed webhook delivery to URL, as Intuit does",
+    )
+    emulator.add_argument(
+        "--webhook-format",
+        choices=["cloudevents", "legacy"],
+        default="cloudevents",
+        help="cloudevents: Intuit's current JSON array (default); legacy: eventNotifications",
+    )
+    emulator.add_argument(
+        "--webhook-verifier",
+        metavar="TOKEN",
+        help=f"the app's verifier token that signs deliveries (default: ${VERIFIER_VARIABLE})",
+    )
+    emulator.add_argument(
+        "--webhook-retry-scale",
+        type=float,
+        default=1.0,
+        metavar="FACTOR",
+        help="multiply Intuit's retry waits (10 s, 20 s, 30 s, 5 min ... 6 h) by FACTOR; "
+        "0.001 for tests",
+    )
+    emulator.add_argument(
+        "--webhook-batch-seconds",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
+        help="how long changes are gathered into one delivery (default 0.5)",
+    )

@@ -1,5 +1,6 @@
-"""The emulator's own API under /_emulator/: companies, consent, data, counters, clock,
-limits, faults, churn, and the OAuth server's failures, stalls and token introspection.
+"""The emulator's own API under /_emulator/: companies, consent, data and edits to it
+(merge, void), counters, clock, limits, faults, churn, webhook deliveries, and the OAuth
+server's failures, stalls and token introspection.
 
 Not part of QBO and unauthenticated; for tests, the demo and benchmarks. Every setting
 the CLI takes at start-up can be changed here while serving.
@@ -18,7 +19,9 @@ from starlette.routing import Route
 from qbo_pipeline.emulator import churn
 from qbo_pipeline.emulator.company import Company
 from qbo_pipeline.emulator.config import TOKEN_FAILURE_STATUSES, check_realm_id
+from qbo_pipeline.emulator.faults import ServiceFault
 from qbo_pipeline.emulator.store import EmulatorState, TokenEndpointStall
+from qbo_pipeline.emulator.webhooks import WebhookSettings, disabled_json
 from qbo_pipeline.quickbooks import catalog
 from qbo_pipeline.quickbooks.timestamps import format_qbo
 
@@ -78,7 +81,7 @@ async def _add_company(request: Request, state: EmulatorState) -> Response:
     if realm_id in state.companies:
         return _error(f"realm {realm_id} exists", 409)
     company = Company.generated(realm_id, seed, customers, invoices, name)
-    state.companies[realm_id] = company
+    state.add_company(company)
     return JSONResponse(_listing(company), status_code=201)
 
 
@@ -345,6 +348,109 @@ async def mutate(request: Request) -> Response:
     return JSONResponse(changes.as_json())
 
 
+async def merge(request: Request) -> Response:
+    """Merge two customers: `{"entity": "Customer", "from": "7", "into": "2"}`.
+
+    QBO merges in its UI only; this is how a test produces a `merged` webhook event.
+    """
+    state = _state(request)
+    company = _company(request)
+    if company is None:
+        return _error("unknown realm", 404)
+    body = await _json_body(request)
+    try:
+        entity = catalog.entity(str(body.get("entity", catalog.CUSTOMER.name)))
+    except KeyError as error:
+        return _error(str(error))
+    source, into = body.get("from"), body.get("into")
+    if not isinstance(source, str | int) or not isinstance(into, str | int):
+        return _error("from and into are required: the Ids of the merged-away and kept entity")
+    try:
+        merged = company.merge(entity, str(source), str(into), state.clock.datetime())
+    except ServiceFault as fault:
+        return _fault_error(fault)
+    return JSONResponse(merged)
+
+
+async def void(request: Request) -> Response:
+    """Void an invoice: `{"Id": "12", "SyncToken": "0"}`; without SyncToken, the current one."""
+    state = _state(request)
+    company = _company(request)
+    if company is None:
+        return _error("unknown realm", 404)
+    body = await _json_body(request)
+    try:
+        entity = catalog.entity(str(body.get("entity", catalog.INVOICE.name)))
+    except KeyError as error:
+        return _error(str(error))
+    entity_id = str(body.get("Id", ""))
+    payload = {"Id": entity_id, "SyncToken": body.get("SyncToken")}
+    if payload["SyncToken"] is None:
+        current = company.get(entity.name, entity_id)
+        payload["SyncToken"] = current["SyncToken"] if current else None
+    try:
+        voided = company.void(entity, payload, state.clock.datetime())
+    except ServiceFault as fault:
+        return _fault_error(fault)
+    return JSONResponse({entity.name: voided})
+
+
+def _fault_error(fault: ServiceFault) -> JSONResponse:
+    """The admin API's one-line error for a write QBO's rules refused."""
+    return _error(fault.detail, 404 if fault.code == "610" else 400)
+
+
+_WEBHOOK_KEYS = ("url", "format", "verifier", "retry_scale", "batch_seconds")
+
+
+async def webhooks(request: Request) -> Response:
+    """Webhook deliveries: GET the record and totals, DELETE to clear them, POST settings.
+
+    POST takes any of `{"url", "format", "verifier", "retry_scale", "batch_seconds"}`;
+    `"url": null` stops deliveries and drops what was gathered.
+    """
+    state = _state(request)
+    if request.method == "POST":
+        body = await _json_body(request)
+        unknown = sorted(set(body) - set(_WEBHOOK_KEYS))
+        if unknown:
+            return _error(f"unknown setting {unknown[0]!r}; use {', '.join(_WEBHOOK_KEYS)}")
+        if "url" in body and body["url"] is None:
+            await state.set_webhooks(None)
+        else:
+            try:
+                settings = _webhook_settings(state, body)
+            except (TypeError, ValueError) as error:
+                return _error(str(error))
+            await state.set_webhooks(settings)
+    elif request.method == "DELETE" and state.webhooks is not None:
+        state.webhooks.clear()
+    return JSONResponse(state.webhooks.as_json() if state.webhooks else disabled_json())
+
+
+def _webhook_settings(state: EmulatorState, body: dict[str, Any]) -> WebhookSettings:
+    if state.webhooks is not None:
+        return state.webhooks.settings.changed(body)
+    if "url" not in body:
+        raise ValueError("url is required to start webhook deliveries")
+    config = state.config
+    defaults = {
+        "verifier": config.webhook_verifier,
+        "format": config.webhook_format,
+        "retry_scale": config.webhook_retry_scale,
+        "batch_seconds": config.webhook_batch_seconds,
+    }
+    return WebhookSettings(**{**defaults, **body})
+
+
+async def flush_webhooks(request: Request) -> Response:
+    """Send what is gathered now, or retry the delivery waiting for its next attempt."""
+    dispatcher = _state(request).webhooks
+    if dispatcher is None:
+        return _error("webhooks are off; start the emulator with --webhook-url", 409)
+    return JSONResponse({"events": dispatcher.flush()})
+
+
 routes = [
     Route("/_emulator/companies", companies, methods=["GET", "POST"]),
     Route("/_emulator/consent", consent, methods=["GET", "POST"]),
@@ -352,6 +458,10 @@ routes = [
     Route("/_emulator/companies/{realm_id}/summary", summary),
     Route("/_emulator/companies/{realm_id}/deletions", deletions),
     Route("/_emulator/companies/{realm_id}/mutate", mutate, methods=["POST"]),
+    Route("/_emulator/companies/{realm_id}/merge", merge, methods=["POST"]),
+    Route("/_emulator/companies/{realm_id}/void", void, methods=["POST"]),
+    Route("/_emulator/webhooks", webhooks, methods=["GET", "POST", "DELETE"]),
+    Route("/_emulator/webhooks/flush", flush_webhooks, methods=["POST"]),
     Route("/_emulator/stats", stats),
     Route("/_emulator/stats/reset", reset_stats, methods=["POST"]),
     Route("/_emulator/limits", limits, methods=["GET", "POST"]),

@@ -1,5 +1,5 @@
-"""The accounting API under /v3/company/{realmId}/: query, read, write, CDC, batch and
-CompanyInfo.
+"""The accounting API under /v3/company/{realmId}/: query, read, write (create, update,
+delete, void), CDC, batch and CompanyInfo.
 
 Limits and injected faults are answered before these routes (app.QuickBooksGate); here
 every request checks the bearer token (401 gateway fault), then the token's realm
@@ -228,8 +228,11 @@ async def write(request: Request, state: EmulatorState, company: Company) -> Res
             "2010", "Request has invalid or unsupported property", "Request body is not an object"
         )
     now = state.clock.datetime()
-    if request.query_params.get("operation") == "delete":
+    operation = request.query_params.get("operation")
+    if operation == "delete":
         return _envelope(state, {entity.name: company.delete(entity, payload, now)})
+    if operation == "void":
+        return _envelope(state, {entity.name: company.void(entity, payload, now)})
     return _envelope(state, {entity.name: company.save(entity, payload, now)})
 
 

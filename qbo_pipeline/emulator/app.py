@@ -160,12 +160,16 @@ def create_app(config: EmulatorConfig | None = None) -> QuickBooksGate:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if state.webhooks is not None:
+            state.webhooks.start()
         if state.config.churn > 0:
             churn.start(state, state.config.churn)
         try:
             yield
         finally:
             await churn.stop(state)
+            if state.webhooks is not None:
+                await state.webhooks.stop()
 
     app = Starlette(routes=[*oauth.routes, *api.routes, *admin.routes], lifespan=lifespan)
     app.state.emulator = state

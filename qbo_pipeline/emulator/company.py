@@ -4,6 +4,10 @@ and deletions.
 Each stored entity is indexed by its filterable properties (see query.project) and by
 (LastUpdatedTime, Id), and kept as the JSON fragment it is served as. Generated entities
 keep only the index and the fragment; written and replayed entities also keep their body.
+
+Every write of a new version (and every deletion) is reported to `on_change` when it is
+set, which is how webhook deliveries learn of changes whoever made them: the accounting
+API, churn, the admin API, or a side effect such as a customer's balance moving.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import copy
 import json
 import math
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -25,7 +30,7 @@ from qbo_pipeline.emulator.amounts import ZERO, cents, json_amount, recompute_in
 from qbo_pipeline.emulator.faults import ServiceFault, not_found, stale_object
 from qbo_pipeline.emulator.generator import CompanyGenerator
 from qbo_pipeline.quickbooks.catalog import CUSTOMER, ENTITIES, INVOICE, Entity
-from qbo_pipeline.quickbooks.timestamps import PACIFIC, format_qbo
+from qbo_pipeline.quickbooks.timestamps import PACIFIC, format_qbo, parse_instant
 
 # Airbyte stream names in the replay format, and the entity each holds.
 REPLAY_STREAMS = {"customers": CUSTOMER, "invoices": INVOICE}
@@ -60,6 +65,29 @@ class DeletionRecord:
     entity: str
     id: str
     deleted_at: datetime
+
+
+# Operations as CloudEvents spells them (past tense); webhooks.py maps them to the legacy verbs.
+CREATED, UPDATED, DELETED, MERGED, VOIDED = "created", "updated", "deleted", "merged", "voided"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One new version of an entity (or its deletion), as a webhook event reports it.
+
+    `stamp` is the new MetaData.LastUpdatedTime, or the deletion's instant at QBO's
+    one-second precision; `deleted_id` is the customer a merge absorbed.
+    """
+
+    realm_id: str
+    entity: str
+    entity_id: str
+    operation: str
+    stamp: datetime
+    deleted_id: str | None = None
+
+
+ChangeHook = Callable[[Change], None]
 
 
 class EntityIndex:
@@ -250,6 +278,9 @@ class Company:
         self.tables = {entity.name: EntityIndex(entity) for entity in ENTITIES}
         self.deletions: list[DeletionRecord] = []
         self._query_cache: OrderedDict[tuple[Any, ...], list[int]] = OrderedDict()
+        # Told of every write when webhooks are on; None costs nothing (EmulatorState wires it).
+        self.on_change: ChangeHook | None = None
+        self._folded: frozenset[tuple[str, str]] = frozenset()
 
     # Building -------------------------------------------------------------------------------
 
@@ -370,6 +401,7 @@ class Company:
         table = self.tables[entity.name]
         table.remove(int(existing["Id"]))
         self.deletions.append(DeletionRecord(entity.name, existing["Id"], now))
+        self._report(entity.name, existing["Id"], DELETED, now.replace(microsecond=0))
         if entity is INVOICE:
             delta = -to_decimal(existing.get("Balance"))
             self._adjust_customer_balance(existing["CustomerRef"]["value"], delta, now)
@@ -401,10 +433,10 @@ class Company:
         body = {**header, **body}
         if entity is CUSTOMER:
             self._prepare_customer(body, None)
-            table.put(entity_id, body)
+            self._store(entity, body, CREATED)
         else:
             self._prepare_invoice(body, None, now)
-            table.put(entity_id, body)
+            self._store(entity, body, CREATED)
             self._adjust_customer_balance(
                 body["CustomerRef"]["value"], to_decimal(body["Balance"]), now
             )
@@ -431,7 +463,7 @@ class Company:
             self._prepare_customer(body, existing)
         else:
             self._prepare_invoice(body, existing, now)
-        self.tables[entity.name].put(int(existing["Id"]), body)
+        self._store(entity, body, UPDATED)
         if entity is INVOICE:
             self._move_invoice_balance(existing, body, now)
         return body
@@ -539,7 +571,98 @@ class Company:
         for key in keys:
             body[key] = json_amount(cents(to_decimal(body.get(key)) + delta))
         body["MetaData"] = {**body.get("MetaData", {}), "LastUpdatedTime": format_qbo(now)}
-        self.tables[CUSTOMER.name].put(int(body["Id"]), body)
+        self._store(CUSTOMER, body, UPDATED)
+
+    # Merging and voiding -------------------------------------------------------------------
+
+    def merge(self, entity: Entity, from_id: str, into_id: str, now: datetime) -> dict[str, Any]:
+        """Fold one customer into another, as QBO merges name-list entries.
+
+        The merged-away customer stays, inactive, so a read of it still answers; its open
+        invoices move to the survivor, which gets a new version too. A receiver learns of
+        it from one `merged` change naming both, so neither customer's balance move is
+        reported again as an update; each moved invoice is, as it is a new version.
+        """
+        if entity is not CUSTOMER:
+            raise _unsupported("Merge", entity.name)
+        source = self._found(CUSTOMER, from_id)
+        survivor = self._found(CUSTOMER, into_id)
+        if source["Id"] == survivor["Id"]:
+            raise _bad_request("A customer cannot be merged into itself; name two customers")
+        if not survivor.get("Active", True):
+            raise _bad_request(f"Customer {survivor['Id']} is inactive; merge into an active one")
+        into = survivor["Id"]
+        with self._folding({(CUSTOMER.name, source["Id"]), (CUSTOMER.name, survivor["Id"])}):
+            moved = [
+                self._update(INVOICE, {**_version(invoice), "CustomerRef": {"value": into}}, now)
+                for invoice in self._open_invoices(source["Id"])
+            ]
+            merged = self._update(
+                CUSTOMER, {**_version(self._found(CUSTOMER, from_id)), "Active": False}, now
+            )
+            survivor = self._update(CUSTOMER, _version(self._found(CUSTOMER, into_id)), now)
+        self._report(CUSTOMER.name, survivor["Id"], MERGED, _stamp(survivor), merged["Id"])
+        return {"Customer": survivor, "Merged": merged, "MovedInvoices": [i["Id"] for i in moved]}
+
+    def void(self, entity: Entity, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """Void an invoice as QBO does: it stays, with every amount and its balance zero."""
+        if entity is not INVOICE:
+            raise _unsupported("Void", entity.name)
+        existing = self._existing(entity, payload)
+        body = copy.deepcopy(existing)
+        _zero_amounts(body)
+        body["PrivateNote"] = "Voided"
+        body["SyncToken"] = str(int(existing["SyncToken"]) + 1)
+        body["MetaData"] = {**existing.get("MetaData", {}), "LastUpdatedTime": format_qbo(now)}
+        self._store(INVOICE, body, VOIDED)
+        delta = -to_decimal(existing.get("Balance"))
+        self._adjust_customer_balance(existing["CustomerRef"]["value"], delta, now)
+        return body
+
+    def _found(self, entity: Entity, entity_id: str) -> dict[str, Any]:
+        body = self.get(entity.name, str(entity_id))
+        if body is None:
+            raise not_found(entity.name, str(entity_id))
+        return body
+
+    def _open_invoices(self, customer_id: str) -> list[dict[str, Any]]:
+        """The customer's invoices with something owed, from the index (no body decoded
+        for the others)."""
+        table = self.tables[INVOICE.name]
+        customer = table.schema.position("CustomerRef")
+        balance = table.schema.position("Balance")
+        owing = [
+            n for n, row in table.rows.items() if row[customer] == customer_id and row[balance]
+        ]
+        return [body for n in sorted(owing) if (body := table.get(n)) is not None]
+
+    # Reporting changes ---------------------------------------------------------------------
+
+    def _store(self, entity: Entity, body: dict[str, Any], operation: str) -> None:
+        """Keep a new version of an entity; the one place writes are reported from."""
+        self.tables[entity.name].put(int(body["Id"]), body)
+        if self.on_change is not None and (entity.name, body["Id"]) not in self._folded:
+            self._report(entity.name, body["Id"], operation, _stamp(body))
+
+    def _report(
+        self,
+        entity: str,
+        entity_id: str,
+        operation: str,
+        stamp: datetime,
+        deleted_id: str | None = None,
+    ) -> None:
+        if self.on_change is not None:
+            self.on_change(Change(self.realm_id, entity, entity_id, operation, stamp, deleted_id))
+
+    @contextmanager
+    def _folding(self, keys: set[tuple[str, str]]) -> Iterator[None]:
+        """Writes to these (entity, Id) in the block are reported by the caller as one."""
+        self._folded = frozenset(keys)
+        try:
+            yield
+        finally:
+            self._folded = frozenset()
 
     # Admin ----------------------------------------------------------------------------------
 
@@ -590,6 +713,41 @@ def _number_sales_lines(lines: list[dict[str, Any]]) -> None:
             line["Id"] = str(next_id)
             next_id += 1
         line["LineNum"] = position
+
+
+def _version(body: dict[str, Any]) -> dict[str, Any]:
+    """A sparse update of `body` that changes nothing by itself."""
+    return {"Id": body["Id"], "SyncToken": body["SyncToken"], "sparse": True}
+
+
+def _stamp(body: dict[str, Any]) -> datetime:
+    return parse_instant(body["MetaData"]["LastUpdatedTime"])
+
+
+def _zero_amounts(invoice: dict[str, Any]) -> None:
+    """What voiding leaves: the lines kept, every amount, the tax and the balance zero."""
+    for line in invoice.get("Line", []):
+        line["Amount"] = 0
+        detail = line.get("SalesItemLineDetail")
+        if isinstance(detail, dict) and "Qty" in detail:
+            detail["Qty"] = 0
+    for key in ("TotalAmt", "Balance", "Deposit", "HomeTotalAmt", "HomeBalance"):
+        if key in invoice or key in ("TotalAmt", "Balance"):
+            invoice[key] = 0
+    tax = invoice.get("TxnTaxDetail")
+    if isinstance(tax, dict):
+        tax["TotalTax"] = 0
+        for line in tax.get("TaxLine") or []:
+            line["Amount"] = 0
+            detail = line.get("TaxLineDetail")
+            if isinstance(detail, dict) and "NetAmountTaxable" in detail:
+                detail["NetAmountTaxable"] = 0
+
+
+def _unsupported(operation: str, entity: str) -> ServiceFault:
+    return ServiceFault(
+        "500", "Unsupported Operation", f"Operation {operation} is not supported for {entity}."
+    )
 
 
 def _invalid_reference(element: str, value: Any) -> ServiceFault:

@@ -1,7 +1,9 @@
-"""The emulator's settings: the company it starts with and how its OAuth server behaves."""
+"""The emulator's settings: the company it starts with, how its OAuth server behaves, and
+where it sends webhook deliveries."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +18,8 @@ TOKEN_FAILURE_STATUSES = (429, 500, 502, 503, 504)
 FAULT_KINDS = (
     "429", "500", "502", "503", "504", "timeout", "reset", "truncate", "xml", "fault200",
 )  # fmt: skip
+# Intuit's two webhook body formats: the CloudEvents array, and eventNotifications.
+WEBHOOK_FORMATS = ("cloudevents", "legacy")
 
 
 @dataclass
@@ -54,6 +58,15 @@ class EmulatorConfig:
     timeout_seconds: float = 5.0
     # Changes per second made by the background churn task (0: none).
     churn: float = 0.0
+    # Where signed webhook deliveries go (None: no webhooks, and no changes gathered).
+    webhook_url: str | None = None
+    webhook_format: str = "cloudevents"
+    # The app's verifier token, the HMAC key of `intuit-signature`; required with a URL.
+    webhook_verifier: str | None = None
+    # Multiplies Intuit's retry waits (10 s, 20 s, ... 6 h): 0.001 makes the first 10 ms.
+    webhook_retry_scale: float = 1.0
+    # How long changes are gathered into one delivery after the first of them.
+    webhook_batch_seconds: float = 0.5
 
     def __post_init__(self) -> None:
         check_realm_id(self.realm_id)
@@ -87,12 +100,45 @@ class EmulatorConfig:
         if self.churn < 0:
             raise ValueError("churn must not be negative changes per second")
         self.faults = check_fault_rates(self.faults)
+        check_webhooks(
+            self.webhook_url,
+            self.webhook_format,
+            self.webhook_verifier,
+            self.webhook_retry_scale,
+            self.webhook_batch_seconds,
+        )
 
 
 def check_realm_id(value: object) -> str:
     if not isinstance(value, str) or not REALM_ID.fullmatch(value):
         raise ValueError("realm_id must be 1-64 characters of 0-9, A-Z, a-z, _ and -")
     return value
+
+
+def check_webhooks(
+    url: str | None, form: str, verifier: str | None, retry_scale: float, batch_seconds: float
+) -> None:
+    """Webhook settings as the config and the admin API take them; raises naming the bad one."""
+    if form not in WEBHOOK_FORMATS:
+        raise ValueError(
+            f"webhook_format must be one of {', '.join(WEBHOOK_FORMATS)}, not {form!r}"
+        )
+    if not _finite(retry_scale) or retry_scale <= 0:
+        raise ValueError("webhook_retry_scale must be a positive factor, e.g. 0.001 for tests")
+    if not _finite(batch_seconds) or not 0 <= batch_seconds <= 3600:
+        raise ValueError("webhook_batch_seconds must be between 0 and 3600 seconds")
+    if url is None:
+        return
+    if not isinstance(url, str) or not re.fullmatch(r"https?://[^/\s?#]+(?:[/?#]\S*)?", url):
+        raise ValueError(f"webhook_url must be an http:// or https:// URL, not {url!r}")
+    if not isinstance(verifier, str) or not verifier:
+        raise ValueError(
+            "webhook_url needs webhook_verifier, the token each delivery is signed with"
+        )
+
+
+def _finite(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
 
 def check_fault_rates(rates: dict[str, float]) -> dict[str, float]:

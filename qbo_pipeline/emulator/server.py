@@ -62,7 +62,7 @@ class EmulatorServer:
 
 
 def _behaviour(config: EmulatorConfig) -> str:
-    """One phrase for the log line: limits, latency, faults and churn as configured."""
+    """One phrase for the log line: limits, latency, faults, churn and webhooks as configured."""
     limits = (
         f"limits {config.requests_per_minute}/min, {config.max_in_flight} in flight"
         if config.limits
@@ -73,6 +73,9 @@ def _behaviour(config: EmulatorConfig) -> str:
         parts.append("faults " + ",".join(f"{k}={v:g}" for k, v in config.faults.items()))
     if config.churn:
         parts.append(f"churn {config.churn:g}/s")
+    if config.webhook_url:
+        target = httpx.URL(config.webhook_url).copy_with(query=None, fragment=None, userinfo=b"")
+        parts.append(f"webhooks ({config.webhook_format}) to {target}")
     return "; ".join(parts)
 
 

@@ -1,5 +1,5 @@
 """The emulator's whole in-memory state: companies, consent, tokens, signing key, clock,
-counters, faults and stalls.
+counters, faults, stalls and webhook deliveries.
 
 Handlers run on one event loop and never await while changing it, so no locks (the
 limits take one anyway, see limits.py).
@@ -23,6 +23,7 @@ from qbo_pipeline.emulator.config import FAULT_KINDS, EmulatorConfig, check_faul
 from qbo_pipeline.emulator.limits import Limits
 from qbo_pipeline.emulator.signing import SigningKey
 from qbo_pipeline.emulator.tokens import TokenAuthority
+from qbo_pipeline.emulator.webhooks import WebhookDispatcher, WebhookSettings
 
 
 class Clock:
@@ -251,6 +252,35 @@ class EmulatorState:
         self.churn_rate = 0.0
         self.mutation_random = random.Random(config.seed + 29)
         self.churn_task: asyncio.Task[None] | None = None
+        settings = WebhookSettings.from_config(config)
+        self.webhooks = WebhookDispatcher(settings) if settings else None
+        self._wire(self.companies[config.realm_id])
+
+    def add_company(self, company: Company) -> None:
+        self.companies[company.realm_id] = company
+        self._wire(company)
+
+    def _wire(self, company: Company) -> None:
+        """Report the company's changes to the dispatcher; with webhooks off, to nothing."""
+        company.on_change = self.webhooks.gather if self.webhooks is not None else None
+
+    async def set_webhooks(self, settings: WebhookSettings | None) -> None:
+        """Start, change or (None) stop webhook deliveries while serving.
+
+        Stopping drops what was gathered and the record, as removing an app's webhook
+        subscription would; changing keeps both.
+        """
+        if settings is None:
+            if self.webhooks is not None:
+                await self.webhooks.stop()
+            self.webhooks = None
+        elif self.webhooks is not None:
+            self.webhooks.reconfigure(settings)
+        else:
+            self.webhooks = WebhookDispatcher(settings)
+            self.webhooks.start()
+        for company in self.companies.values():
+            self._wire(company)
 
     def reset_stats(self) -> None:
         self.stats = Stats()

@@ -36,7 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.vault_bench
 
 dev: $(STAMP)
-	DAGSTER_HOME=$(abspath .qbo/dagster) $(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/qbo-pipeline dev
 
 clean:
 	rm -rf .qbo

@@ -89,6 +89,29 @@ class Settings:
                 shown = "a value" if name == "QBO_ALERT_WEBHOOK_URL" else repr(value)
                 raise ConfigurationError(f"{name} must be an http(s) URL; got {shown}")
 
+    def as_environment(self) -> dict[str, str]:
+        """The variables that give these settings through `from_env` (its inverse): for a
+        child process, or for resources built from settings."""
+        values = {
+            "QUICKBOOKS_CLIENT_ID": self.client_id,
+            "QUICKBOOKS_CLIENT_SECRET": self.client_secret,
+            "QUICKBOOKS_REDIRECT_URI": self.redirect_uri,
+            "QUICKBOOKS_ENVIRONMENT": self.environment,
+            "QUICKBOOKS_DISCOVERY_URL": self.discovery_url,
+            "QUICKBOOKS_API_BASE_URL": self.api_base_url,
+            "QBO_DATABASE_URL": self.database_url,
+            "QBO_WAREHOUSE_URL": self.warehouse_url,
+            "QBO_STATE_DIR": str(self.state_dir),
+            "QBO_ADMIN_TOKEN": self.admin_token,
+            "QBO_ALERT_WEBHOOK_URL": self.alert_webhook_url,
+            "QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN": self.webhook_verifier_token,
+            "QBO_TOKEN_KEYS": self.token_keys,
+            "QBO_TOKEN_KEY": self.token_key,
+            "QBO_REFRESH_MARGIN_SECONDS": str(self.refresh_margin_seconds),
+            "QBO_EXPIRY_WARNING_DAYS": str(self.expiry_warning_days),
+        }
+        return {name: value for name, value in values.items() if value is not None}
+
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 

@@ -8,7 +8,6 @@ what an analyst would see. Running it again changes nothing in the warehouse.
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -55,10 +54,11 @@ class DemoReport:
         return sum(self.table_rows.values())
 
 
-def ensure_token_key(key_file: Path) -> None:
+def ensure_token_key(settings: Settings) -> None:
     """Generate the embedded default key once, unless the operator configured keys."""
-    if os.environ.get("QBO_TOKEN_KEYS") or os.environ.get("QBO_TOKEN_KEY"):
+    if settings.token_keys or settings.token_key:
         return
+    key_file = settings.demo_key_file
     if not key_file.exists():
         key_file.parent.mkdir(parents=True, exist_ok=True)
         key_file.write_text(generate_key() + "\n")
@@ -96,13 +96,8 @@ def connect_through_oauth(runtime: Runtime) -> str:
 
 
 def connect_through_service(settings: Settings, realm_id: str) -> str:
-    """The whole flow a user sees: our service's authorize link, Intuit's consent, and the
-    redirect back to our service's callback, over HTTP. Returns the connected realm id.
-
-    `realm_id` is the company the user will choose. Once it is connected (a second
-    `make demo`), the link is one that reconnects it: a plain link never replaces an
-    active connection.
-    """
+    """The whole flow a user sees, on a service started for the purpose; see
+    `authorize_through`. Returns the connected realm id."""
     server = ServiceServer()
     admin_token = secrets.token_urlsafe(24)
     settings = settings.with_overrides(
@@ -111,22 +106,33 @@ def connect_through_service(settings: Settings, realm_id: str) -> str:
     runtime = Runtime(settings)
     server.start(create_app(runtime))
     try:
-        known = runtime.store.find(realm_id) is not None
-        reconnect = f"?realmId={realm_id}" if known else ""
-        authorize = _follow(
-            f"{server.base_url}{AUTHORIZE_PATH}{reconnect}",
-            headers={"Authorization": f"Bearer {admin_token}"},
-        )
-        consent = _follow(authorize.headers["location"])
-        location = consent.headers["location"]
-        realm_id = _callback_query(location)["realmId"]
-        page = httpx.get(location, timeout=30)
-        if page.status_code != 200:
-            raise QuickBooksError(f"the OAuth callback failed: {page.text.strip()[:300]}")
-        return realm_id
+        return authorize_through(server.base_url, admin_token, runtime, realm_id)
     finally:
         server.stop()
         runtime.close()
+
+
+def authorize_through(service_url: str, admin_token: str, runtime: Runtime, realm_id: str) -> str:
+    """Our service's authorize link, Intuit's consent, and the redirect back to our
+    service's callback, over HTTP. Returns the connected realm id.
+
+    `realm_id` is the company the user will choose. Once it is connected (a second
+    `make demo`), the link is one that reconnects it: a plain link never replaces an
+    active connection.
+    """
+    known = runtime.store.find(realm_id) is not None
+    reconnect = f"?realmId={realm_id}" if known else ""
+    authorize = _follow(
+        f"{service_url}{AUTHORIZE_PATH}{reconnect}",
+        headers={"Authorization": f"Bearer {admin_token}"},
+    )
+    consent = _follow(authorize.headers["location"])
+    location = consent.headers["location"]
+    realm_id = _callback_query(location)["realmId"]
+    page = httpx.get(location, timeout=30)
+    if page.status_code != 200:
+        raise QuickBooksError(f"the OAuth callback failed: {page.text.strip()[:300]}")
+    return realm_id
 
 
 def run_demo(
@@ -134,8 +140,8 @@ def run_demo(
 ) -> DemoReport:
     started = time.monotonic()
     state_dir.mkdir(parents=True, exist_ok=True)
-    os.environ["QBO_STATE_DIR"] = str(state_dir)
-    ensure_token_key(Settings.from_env().demo_key_file)
+    settings = Settings.from_env().with_overrides(state_dir=state_dir)
+    ensure_token_key(settings)
     client_id, client_secret = "demo-app", secrets.token_urlsafe(24)
     config = EmulatorConfig(
         seed=seed,
@@ -145,18 +151,16 @@ def run_demo(
         client_secret=client_secret,
     )
     with EmulatorServer(config) as emulator:
-        os.environ.update(
-            {
-                "QUICKBOOKS_CLIENT_ID": client_id,
-                "QUICKBOOKS_CLIENT_SECRET": client_secret,
-                "QUICKBOOKS_ENVIRONMENT": "sandbox",
-                "QUICKBOOKS_DISCOVERY_URL": emulator.discovery_url,
-                "QUICKBOOKS_API_BASE_URL": emulator.api_base_url,
-            }
+        settings = settings.with_overrides(
+            client_id=client_id,
+            client_secret=client_secret,
+            environment="sandbox",
+            discovery_url=emulator.discovery_url,
+            api_base_url=emulator.api_base_url,
         )
-        realm_id = connect_through_service(Settings.from_env(), config.realm_id)
-        [run] = sync_realms([realm_id], instance=dagster_instance(state_dir))
-    with Runtime.from_env().warehouse() as warehouse:
+        realm_id = connect_through_service(settings, config.realm_id)
+        [run] = sync_realms([realm_id], instance=dagster_instance(state_dir), settings=settings)
+    with Runtime(settings).warehouse() as warehouse:
         tables = [e.table for e in ENTITIES] + [e.lines.table for e in ENTITIES if e.lines]
         counts = {table: warehouse.count(table, realm_id) for table in tables}
         example = warehouse.query(EXAMPLE_QUERY) if run.success else []

@@ -11,6 +11,10 @@ import dagster as dg
 
 from qbo_pipeline.defs.partitions import realm_partitions
 from qbo_pipeline.quickbooks.catalog import ENTITIES
+from qbo_pipeline.settings import Settings
+
+# The root dagster.yaml: what `dagster dev` in the repository root uses.
+EMBEDDED_INSTANCE_CONFIG = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
 
 @dataclass(frozen=True)
@@ -27,20 +31,36 @@ def dagster_instance(state_dir: Path) -> dg.DagsterInstance:
     The local one needs no server, and `DAGSTER_HOME=.qbo/dagster dagster dev` shows its
     runs in the UI.
     """
-    if not os.environ.get("DAGSTER_HOME"):
-        home = (state_dir / "dagster").resolve()
-        home.mkdir(parents=True, exist_ok=True)
-        config = home / "dagster.yaml"
-        if not config.exists():
-            config.write_text("telemetry:\n  enabled: false\n")
-        os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get()
+    return dg.DagsterInstance.from_config(str(dagster_home(state_dir)))
+
+
+def dagster_home(state_dir: Path) -> Path:
+    """A Dagster home under the state folder, configured as the repository root's embedded
+    instance (one run per realm) when that file is at hand."""
+    home = (state_dir / "dagster").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        embedded = EMBEDDED_INSTANCE_CONFIG
+        config.write_text(
+            embedded.read_text() if embedded.is_file() else "telemetry:\n  enabled: false\n"
+        )
+    return home
 
 
 def sync_realms(
-    realm_ids: Iterable[str], *, instance: dg.DagsterInstance, full_refresh: bool = False
+    realm_ids: Iterable[str],
+    *,
+    instance: dg.DagsterInstance,
+    full_refresh: bool = False,
+    settings: Settings | None = None,
 ) -> list[RealmRun]:
+    """Run qbo_sync for each realm in turn; with `settings`, on resources built from them
+    rather than from the environment."""
     from qbo_pipeline.definitions import defs
+    from qbo_pipeline.defs.resources import pipeline_resources
 
     job = defs.resolve_job_def("qbo_sync")
     realms = list(realm_ids)
@@ -56,7 +76,11 @@ def sync_realms(
     runs = []
     for realm in realms:
         result = job.execute_in_process(
-            partition_key=realm, instance=instance, run_config=run_config, raise_on_error=False
+            partition_key=realm,
+            instance=instance,
+            run_config=run_config,
+            raise_on_error=False,
+            resources=None if settings is None else pipeline_resources(settings),
         )
         runs.append(
             RealmRun(

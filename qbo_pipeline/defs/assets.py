@@ -187,7 +187,9 @@ def build_entity_asset(entity: Entity, *, warehouse_kind: str) -> dg.AssetsDefin
             with quickbooks.client(realm) as client, warehouse.open() as store:
                 result = _sync(context, client, store, entity, config, events)
                 if events:  # committed: what they reported is in the warehouse
-                    inbox.mark_processed([row_id for row_id, _ in events], run_id=context.run_id)
+                    inbox.mark_processed(
+                        [row_id for row_id, _ in events], run_id=context.run.run_id
+                    )
                 context.log.info(
                     f"realm {realm} {entity.name}: {result.mode} sync wrote {result.rows} rows "
                     f"and {result.lines} lines, marked {result.deleted} deleted, from "

@@ -47,7 +47,7 @@ class SettingsFields(dg.ConfigurableResource):
     @classmethod
     def from_settings(cls, settings: Settings, **fields: Any) -> Self:
         """Plain values from `settings`, for tests and the demo."""
-        values = _variables(settings)
+        values = settings.as_environment()
         own = {
             name: values[variable] for name, variable in cls.VARIABLES.items() if variable in values
         }
@@ -182,25 +182,13 @@ def _resolved(value: str | None) -> str | None:
     return value.get_value() if isinstance(value, dg.EnvVar) else value
 
 
-def _variables(settings: Settings) -> dict[str, str]:
-    """The environment variables that would give `settings` (the inverse of from_env)."""
-    values = {
-        "QUICKBOOKS_CLIENT_ID": settings.client_id,
-        "QUICKBOOKS_CLIENT_SECRET": settings.client_secret,
-        "QUICKBOOKS_ENVIRONMENT": settings.environment,
-        "QUICKBOOKS_DISCOVERY_URL": settings.discovery_url,
-        "QUICKBOOKS_API_BASE_URL": settings.api_base_url,
-        "QUICKBOOKS_REDIRECT_URI": settings.redirect_uri,
-        "QBO_DATABASE_URL": settings.database_url,
-        "QBO_TOKEN_KEYS": settings.token_keys,
-        "QBO_TOKEN_KEY": settings.token_key,
-        "QBO_STATE_DIR": str(settings.state_dir),
-        "QBO_REFRESH_MARGIN_SECONDS": str(settings.refresh_margin_seconds),
-        "QBO_WAREHOUSE_URL": settings.warehouse_url,
-        "QBO_ALERT_WEBHOOK_URL": settings.alert_webhook_url,
-        "QBO_EXPIRY_WARNING_DAYS": str(settings.expiry_warning_days),
+def pipeline_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    """Every resource the definitions bind, built from `settings` instead of the environment."""
+    return {
+        "quickbooks": QuickBooksResource.from_settings(settings),
+        "warehouse": WarehouseResource.from_settings(settings),
+        "alerts": AlertsResource.from_settings(settings),
     }
-    return {name: value for name, value in values.items() if value is not None}
 
 
 quickbooks_resource = QuickBooksResource.from_environment()

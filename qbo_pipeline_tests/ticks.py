@@ -3,6 +3,8 @@ resources, set up before the tick and torn down after it."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import dagster as dg
 
 from qbo_pipeline.definitions import defs
@@ -16,3 +18,15 @@ def sensor_tick(
         instance=instance, cursor=cursor, resources=defs.resources, sensor_name=name
     ) as context:
         return sensor(context)
+
+
+def schedule_tick(
+    name: str, instance: dg.DagsterInstance, scheduled_execution_time: datetime
+) -> list[dg.RunRequest] | dg.SkipReason:
+    schedule = defs.resolve_schedule_def(name)
+    with dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=scheduled_execution_time,
+        resources=defs.resources,
+    ) as context:
+        return schedule(context)

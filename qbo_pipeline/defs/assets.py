@@ -43,6 +43,9 @@ _DAGSTER_TYPES = {
 class SyncConfig(dg.Config):
     full_refresh: bool = False
     """Ignore the cursor and fetch every row again (upserts keep this idempotent)."""
+    reconcile: bool = False
+    """After the incremental read, compare QBO's count with the warehouse (one call per
+    entity) and read in full only on a difference: the nightly reconciliation."""
     webhook_events_through: int | None = None
     """Apply the realm's pending webhook events up to this inbox row (qbo_webhook_sensor
     sets it): the Ids they name are read, or, past BY_ID_LIMIT, the entity is synced
@@ -156,7 +159,7 @@ def _sync(
         client,
         store,
         entity,
-        SyncOptions(full=config.full_refresh),
+        SyncOptions(full=config.full_refresh, reconcile=config.reconcile),
         on_batch=lambda rows, lines: context.log.info(
             f"realm {realm} {entity.name}: {rows} rows, {lines} lines loaded so far"
         ),

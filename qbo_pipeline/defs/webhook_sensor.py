@@ -15,6 +15,7 @@ import dagster as dg
 
 from qbo_pipeline.defs import jobs
 from qbo_pipeline.defs.assets import table_key
+from qbo_pipeline.defs.checks import without_api_calls
 from qbo_pipeline.defs.partitions import realm_partitions
 from qbo_pipeline.defs.resources import QuickBooksResource
 from qbo_pipeline.defs.runs import busy_realms, failed_attempts
@@ -78,6 +79,8 @@ def _run_request(
         partition_key=realm,
         run_key=f"webhooks-{realm}-{through}-{attempt}",
         asset_selection=[key for e in entities for key in _keys(e)],
+        # Only the checks that cost no API call: the run stays at what its events need.
+        asset_check_keys=[key for e in entities for key in without_api_calls(e)],
         run_config={
             "ops": {e.table: {"config": {"webhook_events_through": through}} for e in entities}
         },

@@ -61,6 +61,14 @@ def sync_filter(
     return " AND ".join(conditions)
 
 
+def created_before(entity: Entity, bound: datetime) -> str:
+    """QBO's rows created before `bound`, inactive name-list rows included: what a count
+    compares, since a row changed after the bound is still counted (by a filter on
+    LastUpdatedTime it would not be, while the warehouse holds its older version)."""
+    created = f"MetaData.CreateTime < {timestamp_literal(bound)}"
+    return " AND ".join(part for part in (sync_filter(entity, None), created) if part)
+
+
 def select_page(
     entity: Entity,
     where: str,

@@ -12,6 +12,9 @@ What each event means for its row, taking an Id's latest event:
 - voided: read it again (the voided version, amounts at zero) and mark it deleted;
 - merged: read the survivor, and read and mark deleted the Id it absorbed.
 
+`deleted_reason` says which ("deleted", "voided", "merged"): QBO keeps voided
+transactions and counts them, so counts compare them as present.
+
 A row is read before it is marked, so the stored version is QBO's last and a later sync
 re-reading the same version keeps the mark.
 """
@@ -39,7 +42,8 @@ BY_ID_LIMIT = 1000
 @dataclass(frozen=True)
 class ChangePlan:
     read: list[str]  # Ids to read again
-    removed: dict[str, datetime]  # Ids to mark deleted, and since when
+    voided: dict[str, datetime]  # Ids to mark deleted as voided, and since when
+    merged: dict[str, datetime]  # Ids merged into another
     removed_if_absent: dict[str, datetime]  # marked deleted only if QBO no longer has them
 
 
@@ -52,17 +56,17 @@ def plan_changes(entity: Entity, events: Iterable[WebhookEvent]) -> ChangePlan:
         latest[event.entity_id] = event
         if event.operation == "merged" and event.deleted_id:
             merged_away[event.deleted_id] = event.occurred_at or now
-    removed: dict[str, datetime] = dict(merged_away)
+    voided: dict[str, datetime] = {}
     absent: dict[str, datetime] = {}
     for entity_id, event in latest.items():
-        if entity_id in removed:
+        if entity_id in merged_away:
             continue
         if event.operation == "voided":
-            removed[entity_id] = event.occurred_at or now
+            voided[entity_id] = event.occurred_at or now
         elif entity.kind is Kind.TRANSACTION:
             absent[entity_id] = event.occurred_at or now
     read = sorted({*latest, *merged_away}, key=_id_order)
-    return ChangePlan(read=read, removed=removed, removed_if_absent=absent)
+    return ChangePlan(read=read, voided=voided, merged=merged_away, removed_if_absent=absent)
 
 
 def apply_changes(
@@ -85,9 +89,15 @@ def apply_changes(
             writer.add(page)
             found.update(page.ids)
         writer.flush()
-    deletions: list[Deletion] = [*plan.removed.items()]
-    deletions += [(i, when) for i, when in plan.removed_if_absent.items() if i not in found]
-    deleted = warehouse.apply_deletions(entity, client.realm_id, deletions) if deletions else 0
+    gone: list[Deletion] = [(i, at) for i, at in plan.removed_if_absent.items() if i not in found]
+    deleted = 0
+    for reason, deletions in (
+        ("deleted", gone),
+        ("voided", [*plan.voided.items()]),
+        ("merged", [*plan.merged.items()]),
+    ):
+        if deletions:
+            deleted += warehouse.apply_deletions(entity, client.realm_id, deletions, reason=reason)
     return EntitySyncResult(
         entity=entity.name,
         realm_id=client.realm_id,

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 
 from qbo_pipeline.quickbooks.catalog import Entity, Kind
 from qbo_pipeline.quickbooks.client import QueryPage, QuickBooksClient
-from qbo_pipeline.quickbooks.query import MAX_RESULTS, sync_filter
+from qbo_pipeline.quickbooks.query import MAX_RESULTS, created_before
 from qbo_pipeline.quickbooks.timestamps import parse_instant
 from qbo_pipeline.sync.batches import BatchWriter
 from qbo_pipeline.sync.deletes import (
@@ -53,6 +53,9 @@ class SyncOptions:
     page_size: int = MAX_RESULTS
     batch_rows: int = 5000
     overlap: timedelta = DEFAULT_OVERLAP
+    # Compare QBO's count with the warehouse after an incremental read even when CDC
+    # answered in full, and read in full on a difference (the nightly reconciliation).
+    reconcile: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ def sync_entity(
     fetcher = Fetcher(client, entity, options.page_size)
     plan = _plan(fetcher, warehouse, options)
     with BatchWriter(warehouse, entity, client.realm_id, options.batch_rows, on_batch) as writer:
-        resolved = _read_and_resolve(fetcher, warehouse, plan, writer)
+        resolved = _read_and_resolve(fetcher, warehouse, plan, writer, reconcile=options.reconcile)
     deleted, cursor = _commit(warehouse, entity, client.realm_id, resolved)
     result = EntitySyncResult(
         entity=entity.name,
@@ -172,41 +175,45 @@ def _split(fetcher: Fetcher, probe: QueryPage, upper: datetime) -> list[tuple[da
 
 
 def _read_and_resolve(
-    fetcher: Fetcher, warehouse: Warehouse, plan: _Plan, writer: BatchWriter
+    fetcher: Fetcher, warehouse: Warehouse, plan: _Plan, writer: BatchWriter, *, reconcile: bool
 ) -> _Resolved:
     """Read the plan, and find what QBO deleted: from CDC while the pages are read, or by
     reconciling a full read; a bulk change CDC cannot page through costs a count, and
-    only a difference a full re-read."""
+    only a difference a full re-read. `reconcile` counts after every incremental read."""
     client, entity = fetcher.client, fetcher.entity
-    if entity.kind is not Kind.TRANSACTION:  # name-lists are never hard-deleted
-        _read(fetcher, plan, writer, keep_ids=False)
-        return _Resolved([], 0, plan)
     if plan.full:
-        seen = _read(fetcher, plan, writer, keep_ids=True)
+        transactions = entity.kind is Kind.TRANSACTION
+        seen = _read(fetcher, plan, writer, keep_ids=transactions)
+        if not transactions:  # name-lists are never hard-deleted
+            return _Resolved([], 0, plan)
         return _Resolved(
             _reconcile(client, warehouse, entity, seen, writer, at=plan.upper), 0, plan
         )
-    if not entity.cdc:
+    if entity.kind is not Kind.TRANSACTION or not entity.cdc:
         _read(fetcher, plan, writer, keep_ids=False)
-        return _Resolved([], 0, plan)
-    with ThreadPoolExecutor(1, thread_name_prefix="qbo-cdc") as background:
-        # Deletions do not depend on the pages: ask CDC while they are read.
-        cdc: Future[tuple[list[Deletion], bool]] = background.submit(
-            deletions_from_cdc, client, entity, plan.since
-        )
-        _read(fetcher, plan, writer, keep_ids=False)
-        deletions, complete = cdc.result()
-    if complete:
+        deletions, complete = [], True
+    else:
+        with ThreadPoolExecutor(1, thread_name_prefix="qbo-cdc") as background:
+            # Deletions do not depend on the pages: ask CDC while they are read.
+            cdc: Future[tuple[list[Deletion], bool]] = background.submit(
+                deletions_from_cdc, client, entity, plan.since
+            )
+            _read(fetcher, plan, writer, keep_ids=False)
+            deletions, complete = cdc.result()
+    if complete and not reconcile:
         return _Resolved(deletions, 0, plan)
-    # A bulk change may hide deletions from CDC: apply what it did report, then count.
-    marked = warehouse.apply_deletions(entity, client.realm_id, deletions)
+    # A bulk change may hide deletions from CDC, and a reconciliation checks anyway: apply
+    # what CDC did report, then count.
+    marked = warehouse.apply_deletions(entity, client.realm_id, deletions) if deletions else 0
     if _counts_agree(client, warehouse, entity, plan.upper):
         return _Resolved([], marked, plan)
     log.info("realm %s %s: counts differ; reading in full", client.realm_id, entity.name)
     full = _Plan(plan.previous, None, plan.upper, _split(fetcher, fetcher.probe(None), plan.upper))
-    seen = _read(fetcher, full, writer, keep_ids=True)
-    deletions = _reconcile(client, warehouse, entity, seen, writer, at=full.upper)
-    return _Resolved(deletions, marked, full)
+    return _Resolved(
+        _read_and_resolve(fetcher, warehouse, full, writer, reconcile=False).deletions,
+        marked,
+        full,
+    )
 
 
 def _read(fetcher: Fetcher, plan: _Plan, writer: BatchWriter, *, keep_ids: bool) -> set[str]:
@@ -237,14 +244,10 @@ def _commit(
 def _counts_agree(
     client: QuickBooksClient, warehouse: Warehouse, entity: Entity, upper: datetime
 ) -> bool:
-    """Does QBO hold as many rows (stamped before the run's bound) as the warehouse has
+    """Does QBO hold as many rows (created before the run's bound) as the warehouse has
     live ones? Then no deletion is missing."""
-    in_qbo = client.count(entity, sync_filter(entity, None, upper))
-    [(live,)] = warehouse.query(
-        f"SELECT count(*) FROM qbo.{entity.table} WHERE realm_id = $1 AND deleted_at IS NULL",
-        [client.realm_id],
-    )
-    return int(live) == in_qbo
+    in_qbo = client.count(entity, created_before(entity, upper))
+    return warehouse.rows_in_qbo(entity, client.realm_id, upper) == in_qbo
 
 
 def _reconcile(

@@ -75,6 +75,7 @@ class Warehouse(Protocol):
         deletions: Sequence[tuple[str, datetime]],
         *,
         cursor: datetime | None = None,
+        reason: str = "deleted",
     ) -> int: ...
 
     def unseen_ids(self, entity: Entity, realm_id: str, seen_ids: Iterable[str]) -> list[str]: ...
@@ -270,6 +271,7 @@ class SqlWarehouse(ABC):
         deletions: Sequence[tuple[str, datetime]],
         *,
         cursor: datetime | None = None,
+        reason: str = "deleted",
     ) -> int:
         """Soft-delete rows QBO reported deleted (CDC, webhooks); returns the rows marked.
 
@@ -280,6 +282,10 @@ class SqlWarehouse(ABC):
         The cursor moves in the same transaction, so a crash cannot skip a deletion.
         """
         _check_aware(cursor, entity.name)
+        if reason not in schema.DELETION_REASONS:
+            raise ValueError(f"reason must be one of {schema.DELETION_REASONS}, not {reason!r}")
+        if reason != "merged":
+            _require_transaction(entity, f"apply_deletions ({reason})")
         instants: dict[str, str] = {}
         for entity_id, instant in deletions:
             _check_aware(instant, entity.name)
@@ -289,7 +295,9 @@ class SqlWarehouse(ABC):
         with self._session() as session:
             marked = 0
             if instants:
-                session.stage(DELETIONS, {"id": "TEXT", "deleted_at": "TEXT"}, instants.items())
+                rows = ((i, at, reason) for i, at in instants.items())
+                columns = {"id": "TEXT", "deleted_at": "TEXT", "reason": "TEXT"}
+                session.stage(DELETIONS, columns, rows)
                 marked = session.count(schema.mark_deleted(table), [realm_id])
             self._advance(session, realm_id, entity, cursor)
         return marked
@@ -330,6 +338,16 @@ class SqlWarehouse(ABC):
         self._ready()
         with self._session() as session:
             return int(session.run(sql, params)[0][0])
+
+    def rows_in_qbo(self, entity: Entity, realm_id: str, bound: datetime) -> int:
+        """The realm's rows created before `bound` that QBO still counts (see
+        schema.still_in_qbo): what `COUNT(*)` with `created_before` must equal."""
+        table = schema.entity_table(entity).qualified
+        sql = (
+            f"SELECT count(*) FROM {table} WHERE realm_id = $1 AND created_at < $2 "
+            f"AND {schema.still_in_qbo(entity)}"
+        )
+        return int(self.query(sql, [realm_id, bound])[0][0])
 
     def query(self, sql: str, params: Sequence = ()) -> list[tuple]:
         self._ready()

@@ -88,7 +88,7 @@ def is_lock_conflict(error: BaseException) -> bool:
 # an insert: an in-place update of raw JSON makes the next checkpoint rewrite the whole
 # column, 2 s for 1,750 invoices out of 200,000), and insert the new ids.
 
-REPLACED = "_qbo_replaced"  # (id, deleted_at) of the stored rows a batch supersedes
+REPLACED = "_qbo_replaced"  # (id, deleted_at, deleted_reason) of the rows a batch supersedes
 _STORED_IDS = text_array("$2", Dialect.DUCKDB)  # what stored_ids found, bound as $2
 
 
@@ -107,7 +107,8 @@ def find_superseded(table: Table) -> str:
     """REPLACED: the stored rows of realm $1 listed in $2 that BATCH supersedes, with the
     deleted_at their new version keeps."""
     select = (
-        f"SELECT b.id, {revived('b', 't')} AS deleted_at\n"
+        f"SELECT b.id, {revived('b', 't')} AS deleted_at, "
+        f"{revived('b', 't', 'deleted_reason')} AS deleted_reason\n"
         f"FROM {table.qualified} AS t JOIN {BATCH} AS b ON t.id = b.id\n"
         f"WHERE t.realm_id = $1 AND t.id IN (SELECT unnest({_STORED_IDS}))\n"
         f"AND ({supersedes('b', 't', table)})"
@@ -124,11 +125,13 @@ def delete_superseded(table: Table) -> str:
 def insert_superseding(table: Table) -> str:
     """The new versions of the REPLACED rows, for realm $1; returns their ids."""
     names = [c.name for c in table.loaded]
-    target = ", ".join(quote(name) for name in [*names, "synced_at", "deleted_at"])
+    target = ", ".join(
+        quote(name) for name in [*names, "synced_at", "deleted_at", "deleted_reason"]
+    )
     source = ", ".join(f"b.{quote(name)}" for name in names if name != "realm_id")
     return (
         f"INSERT INTO {table.qualified} ({target})\n"
-        f"SELECT $1, {source}, current_timestamp, r.deleted_at\n"
+        f"SELECT $1, {source}, current_timestamp, r.deleted_at, r.deleted_reason\n"
         f"FROM {BATCH} AS b JOIN {REPLACED} AS r ON r.id = b.id\n"
         "RETURNING id"
     )

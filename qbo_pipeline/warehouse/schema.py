@@ -27,7 +27,10 @@ from qbo_pipeline.warehouse.sql import JSON, SQL_TYPES, Dialect, quote, temp_tab
 
 SCHEMA = "qbo"
 SYNC_STATE = "_sync_state"
-DELETIONS = "_qbo_deletions"  # (id, deleted_at) staged by apply_deletions
+DELETIONS = "_qbo_deletions"  # (id, deleted_at, reason) staged by apply_deletions
+# Why a row has deleted_at: QBO deleted it, or it was voided (QBO keeps voided
+# transactions, and counts them) or merged into another (a webhook says which).
+DELETION_REASONS = ("deleted", "voided", "merged")
 SEEN = "_qbo_seen"  # (id) staged by unseen_ids
 
 
@@ -64,6 +67,7 @@ def entity_table(entity: Entity) -> Table:
     bookkeeping = (
         TableColumn("synced_at", ColumnType.TIMESTAMP),
         TableColumn("deleted_at", ColumnType.TIMESTAMP),
+        TableColumn("deleted_reason", ColumnType.TEXT),
     )
     return Table(entity.table, (*loaded, *bookkeeping), ("realm_id", "id"), loaded)
 
@@ -190,12 +194,24 @@ def upsert_rows(table: Table) -> str:
 
 
 def _revive(new: str, old: str) -> str:
-    return f"deleted_at = {revived(new, old)}"
+    return ", ".join(f"{column} = {revived(new, old, column)}" for column in DELETION_COLUMNS)
 
 
-def revived(new: str, old: str) -> str:
-    """deleted_at of a row superseded by `new`: a higher SyncToken means it exists again."""
-    return f"CASE WHEN {_token(new)} > {_token(old)} THEN NULL ELSE {old}.deleted_at END"
+DELETION_COLUMNS = ("deleted_at", "deleted_reason")
+
+
+def revived(new: str, old: str, column: str = "deleted_at") -> str:
+    """deleted_at (or its reason) of a row superseded by `new`: a higher SyncToken means it
+    exists again."""
+    return f"CASE WHEN {_token(new)} > {_token(old)} THEN NULL ELSE {old}.{column} END"
+
+
+def still_in_qbo(entity: Entity) -> str:
+    """The rows QBO still counts in a COUNT(*): every name-list row (QBO never deletes
+    those), and transactions not deleted, voided ones included."""
+    if entity.is_name_list:
+        return "TRUE"
+    return "(deleted_at IS NULL OR deleted_reason = 'voided')"
 
 
 def insert_batch(table: Table) -> str:
@@ -233,7 +249,8 @@ def insert_lines(entity: Entity, table: Table, dialect: Dialect) -> str:
 def mark_deleted(table: Table) -> str:
     """Stamp rows of realm $1 named in DELETIONS that are not deleted yet."""
     return (
-        f"UPDATE {table.qualified} AS t SET deleted_at = CAST(d.deleted_at AS TIMESTAMPTZ)\n"
+        f"UPDATE {table.qualified} AS t SET deleted_at = CAST(d.deleted_at AS TIMESTAMPTZ), "
+        "deleted_reason = d.reason\n"
         f"FROM {DELETIONS} AS d\n"
         "WHERE t.realm_id = $1 AND t.id = d.id AND t.deleted_at IS NULL"
     )

@@ -92,6 +92,8 @@ def test_name_lists_are_never_hard_deleted(warehouse: Warehouse) -> None:
         warehouse.unseen_ids(CUSTOMER, REALM, [])
     with pytest.raises(ValueError, match="name-list"):
         warehouse.apply_deletions(CUSTOMER, REALM, [("1", DELETED)])
+    with pytest.raises(ValueError, match="name-list"):
+        warehouse.apply_deletions(CUSTOMER, REALM, [("1", DELETED)], reason="voided")
     with pytest.raises(ValueError, match="timezone-aware"):
         warehouse.apply_deletions(INVOICE, REALM, [("1", datetime(2023, 3, 1))])
 
@@ -108,3 +110,38 @@ def test_a_failed_deletion_keeps_rows_and_cursor(
 
     assert set(_deleted(warehouse).values()) == {None}
     assert warehouse.cursor(REALM, "Invoice") == DELETED
+
+
+def _reasons(warehouse: Warehouse, table: str) -> dict[str, str | None]:
+    rows = warehouse.query(
+        f"SELECT id, deleted_reason FROM qbo.{table} WHERE realm_id = $1", [REALM]
+    )
+    return dict(rows)
+
+
+def test_each_mark_keeps_its_reason_and_voided_rows_still_count_as_qbo_counts_them(
+    warehouse: Warehouse, invoices: list[dict], customers: list[dict]
+) -> None:
+    warehouse.upsert(INVOICE, REALM, invoices)
+    warehouse.upsert(CUSTOMER, REALM, customers)
+    bound = datetime(2100, 1, 1, tzinfo=UTC)
+    before = warehouse.rows_in_qbo(INVOICE, REALM, bound)
+    gone, voided = invoices[0]["Id"], invoices[1]["Id"]
+    merged_away = customers[0]["Id"]
+
+    warehouse.apply_deletions(INVOICE, REALM, [(gone, DELETED)])
+    warehouse.apply_deletions(INVOICE, REALM, [(voided, DELETED)], reason="voided")
+    warehouse.apply_deletions(CUSTOMER, REALM, [(merged_away, DELETED)], reason="merged")
+
+    reasons = _reasons(warehouse, "invoices")
+    assert (reasons[gone], reasons[voided]) == ("deleted", "voided")
+    assert _reasons(warehouse, "customers")[merged_away] == "merged"
+    # QBO still counts a voided invoice and every customer; only the deleted one is gone.
+    assert warehouse.rows_in_qbo(INVOICE, REALM, bound) == before - 1
+    assert warehouse.rows_in_qbo(CUSTOMER, REALM, bound) == len(customers)
+    # A newer version clears the reason with the mark.
+    revived = copy.deepcopy(invoices[1]) | {"SyncToken": str(int(invoices[1]["SyncToken"]) + 1)}
+    warehouse.upsert(INVOICE, REALM, [revived])
+    assert _reasons(warehouse, "invoices")[voided] is None
+    with pytest.raises(ValueError, match="reason"):
+        warehouse.apply_deletions(INVOICE, REALM, [(gone, DELETED)], reason="archived")

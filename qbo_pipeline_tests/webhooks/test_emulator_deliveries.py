@@ -9,6 +9,7 @@ import dagster as dg
 import httpx
 
 from qbo_pipeline.commands.execution import sync_realms
+from qbo_pipeline.definitions import defs
 from qbo_pipeline_tests.ticks import sensor_tick
 from qbo_pipeline_tests.webhooks.deliveries import VERIFIER
 from qbo_pipeline_tests.webhooks.test_webhook_runs import run
@@ -37,7 +38,8 @@ def delivered(base: str, deadline: float = 30.0) -> dict:
 def stored(receiving, table: str, entity_id: str) -> tuple:
     with receiving.company.runtime.warehouse() as warehouse:
         [row] = warehouse.query(
-            f"SELECT deleted_at, sync_token, raw FROM qbo.{table} WHERE realm_id = $1 AND id = $2",
+            f"SELECT deleted_reason, sync_token, raw FROM qbo.{table} "
+            "WHERE realm_id = $1 AND id = $2",
             [receiving.realm_id, entity_id],
         )
     return row
@@ -70,13 +72,24 @@ def test_a_merge_and_a_void_sent_by_the_emulator_mark_the_rows_deleted(receiving
         [request] = sensor_tick("qbo_webhook_sensor", instance).run_requests
         assert run(instance, request).success
 
+        # The next scheduled sync re-reads the same versions: the marks stay, and QBO's
+        # counts (voided invoices included, as QBO counts them) still agree.
+        checked = defs.resolve_job_def("qbo_sync").execute_in_process(
+            instance=instance, partition_key=receiving.realm_id, raise_on_error=False
+        )
+        assert checked.success
+        evaluations = checked.get_asset_check_evaluations()
+        assert evaluations and all(e.passed for e in evaluations), [
+            e.description for e in evaluations if not e.passed
+        ]
+
     after = {c["Id"]: c for c in company.entities("Customer")}
-    deleted_at, sync_token, _ = stored(receiving, "customers", merged_away)
-    assert deleted_at is not None
+    reason, sync_token, _ = stored(receiving, "customers", merged_away)
+    assert reason == "merged"
     assert sync_token == int(after[merged_away]["SyncToken"])  # read before it was marked
     assert stored(receiving, "customers", into)[0] is None
-    deleted_at, sync_token, raw = stored(receiving, "invoices", voided["Id"])
-    assert deleted_at is not None
+    reason, sync_token, raw = stored(receiving, "invoices", voided["Id"])
+    assert reason == "voided"
     assert sync_token == int(voided["SyncToken"]) + 1
     assert "Voided" in str(raw)
     assert receiving.counts().get("pending", 0) == 0

@@ -1,0 +1,391 @@
+"""Asset checks on the QuickBooks tables: what a sync leaves must agree with QuickBooks.
+
+- `live_rows_match_qbo` (each entity table, per realm partition): the warehouse holds as
+  many rows as QBO counts. Costs one API call (a COUNT query) per entity per run, so
+  webhook runs leave it out (qbo_webhook_sensor selects their checks).
+- `lines_have_their_parent` (each line table, per realm partition): no line without its
+  invoice; SQL in the warehouse, no API call.
+- `realms_synced_recently` (every table, across realms): each connected realm has been
+  materialised within its schedule (QBO_SYNC_CRON). Dagster's freshness mechanisms judge
+  an asset by its latest materialisation of any partition, so one realm that stopped
+  syncing hides behind the others; this check looks at each realm's partition, and
+  records its results the way Dagster's freshness checks do, so Dagster's
+  `build_sensor_for_freshness_checks` evaluates it between runs.
+
+A failed check does not fail its run (the data is committed); its one-line description
+says what differs and what to do. A check that cannot be evaluated (QBO unreachable, the
+vault unreadable) fails with severity WARN and the reason.
+"""
+
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from qbo_pipeline.defs.assets import table_key
+from qbo_pipeline.defs.partitions import realm_partitions
+from qbo_pipeline.defs.resources import QuickBooksResource, WarehouseResource
+from qbo_pipeline.defs.schedules import (
+    OVERDUE_GRACE,
+    SYNC_CRON,
+    SYNC_CRON_VARIABLE,
+    overdue_at,
+)
+from qbo_pipeline.errors import PipelineError
+from qbo_pipeline.quickbooks.catalog import ENTITIES, Entity, LineTable
+from qbo_pipeline.quickbooks.query import created_before
+from qbo_pipeline.vault.store import Connection, ConnectionStatus
+from qbo_pipeline.warehouse import schema
+from qbo_pipeline.warehouse.base import Warehouse
+from qbo_pipeline.warehouse.sql import quote
+
+LIVE_ROWS_CHECK = "live_rows_match_qbo"
+ORPHAN_LINES_CHECK = "lines_have_their_parent"
+FRESHNESS_CHECK = "realms_synced_recently"
+EXAMPLES = 5  # ids named in a failing check's metadata and description
+# Read by build_sensor_for_freshness_checks: when a passing check could next fail.
+FRESH_UNTIL = "dagster/fresh_until_timestamp"
+
+
+def _per_realm_spec(name: str, key: dg.AssetKey, description: str) -> dg.AssetCheckSpec:
+    """A check evaluated per realm partition, as its asset is materialised.
+
+    Partitioned checks are a preview in Dagster 1.13 (it warns on each definition); the
+    installed version records each evaluation against the run's partition, which is what
+    these checks rely on, so the warning is silenced here only.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return dg.AssetCheckSpec(
+            name, asset=key, description=description, partitions_def=realm_partitions
+        )
+
+
+def _result(passed: bool, description: str, **metadata: object) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=passed, description=description, metadata=metadata)
+
+
+def _not_evaluated(
+    what: str, error: PipelineError, asset_key: dg.AssetKey | None = None
+) -> dg.AssetCheckResult:
+    """A check that could not look: failed, as a warning, with the reason."""
+    return dg.AssetCheckResult(
+        asset_key=asset_key,
+        passed=False,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{what}: not checked, {error}",
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _instant(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- live rows against QBO's count ---------------------------------------------------------
+
+
+def _counts_result(
+    entity: Entity, realm: str, bound: datetime, stored: int, in_qbo: int
+) -> dg.AssetCheckResult:
+    what = "rows (inactive included)" if entity.is_name_list else "live rows"
+    head = f"qbo.{entity.table} for realm {realm}: {stored:,} {what}"
+    before = f"created before {_instant(bound)}"
+    if stored == in_qbo:
+        description = f"{head} {before}, as QBO counts"
+    else:
+        description = f"{head}, QBO counts {in_qbo:,} {before}; run a full refresh of the realm"
+    return _result(
+        stored == in_qbo,
+        description,
+        realm_id=realm,
+        warehouse_rows=stored,
+        qbo_count=in_qbo,
+        difference=stored - in_qbo,
+        bound=dg.MetadataValue.timestamp(bound),
+    )
+
+
+def _compare_counts(
+    entity: Entity, realm: str, quickbooks: QuickBooksResource, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    """Counts by creation time, not by last update: a row changed after the bound (while
+    the run read, say) leaves QBO's count of rows stamped before it, but not this one, so
+    only what the sync really missed (deletions, lost rows) makes the two differ."""
+    try:
+        with warehouse.open() as store:
+            bound = store.cursor(realm, entity.name)
+            if bound is None:
+                return dg.AssetCheckResult(
+                    passed=False,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    description=f"qbo.{entity.table} for realm {realm}: never synced (no "
+                    "cursor), nothing to compare; run qbo_sync for the realm",
+                )
+            stored = store.rows_in_qbo(entity, realm, bound)
+        with quickbooks.client(realm) as client:
+            in_qbo = client.count(entity, created_before(entity, bound))
+    except PipelineError as error:
+        return _not_evaluated(f"qbo.{entity.table} for realm {realm}", error)
+    return _counts_result(entity, realm, bound, stored, in_qbo)
+
+
+def _applies_webhook_events(context: dg.AssetCheckExecutionContext, entity: Entity) -> bool:
+    """Whether the run applied webhook events to the entity (SyncConfig's
+    webhook_events_through): such runs are kept to the API calls their events need."""
+    ops: Mapping = context.run.run_config.get("ops", {})
+    config: Mapping = ops.get(entity.table, {}).get("config", {})
+    return config.get("webhook_events_through") is not None
+
+
+def build_live_rows_check(entity: Entity) -> dg.AssetChecksDefinition:
+    key = table_key(entity.table)
+    spec = _per_realm_spec(
+        LIVE_ROWS_CHECK,
+        key,
+        f"The realm's qbo.{entity.table} rows created before the sync's bound (its cursor) "
+        "number what QBO counts; one COUNT query (an API call) per run.",
+    )
+
+    @dg.multi_asset_check(name=f"{entity.table}_{LIVE_ROWS_CHECK}", specs=[spec], can_subset=True)
+    def _check(
+        context: dg.AssetCheckExecutionContext,
+        quickbooks: QuickBooksResource,
+        warehouse: WarehouseResource,
+    ) -> Iterator[dg.AssetCheckResult]:
+        # Not yielding leaves the check skipped for this run, which is what it is: a
+        # launcher that ignored qbo_webhook_sensor's check selection gets no API call.
+        if _applies_webhook_events(context, entity):
+            context.log.info(f"{LIVE_ROWS_CHECK} of qbo.{entity.table} left to scheduled runs")
+            return
+        yield _compare_counts(entity, context.partition_key, quickbooks, warehouse)
+
+    return _check
+
+
+# --- lines without their parent ------------------------------------------------------------
+
+
+def _line_table(entity: Entity) -> schema.Table:
+    table = schema.line_table(entity)
+    if table is None:
+        raise ValueError(f"{entity.name} has no line table to check")
+    return table
+
+
+def _orphans(
+    store: Warehouse, entity: Entity, lines: LineTable, realm: str
+) -> tuple[int, list[str]]:
+    """How many of the realm's lines have no parent row, and a few of the parents' ids."""
+    parent_key = quote(lines.parent_key)
+    orphaned = (
+        f"FROM {_line_table(entity).qualified} AS l WHERE l.realm_id = $1 AND NOT EXISTS "
+        f"(SELECT 1 FROM {schema.entity_table(entity).qualified} AS p "
+        f"WHERE p.realm_id = l.realm_id AND p.id = l.{parent_key})"
+    )
+    [(count,)] = store.query(f"SELECT count(*) {orphaned}", [realm])
+    if not count:
+        return 0, []
+    rows = store.query(
+        f"SELECT DISTINCT l.{parent_key} {orphaned} ORDER BY 1 LIMIT {EXAMPLES}", [realm]
+    )
+    return int(count), [str(row[0]) for row in rows]
+
+
+def _orphans_result(
+    entity: Entity, lines: LineTable, realm: str, store: Warehouse
+) -> dg.AssetCheckResult:
+    table, parents = f"qbo.{lines.table}", f"qbo.{entity.table}"
+    orphans, examples = _orphans(store, entity, lines, realm)
+    if not orphans:
+        total = store.count(lines.table, realm)
+        return _result(
+            True,
+            f"{table} for realm {realm}: each of the {total:,} lines has its row in {parents}",
+            realm_id=realm,
+            orphan_lines=0,
+        )
+    named = ", ".join(examples)
+    return _result(
+        False,
+        f"{table} for realm {realm}: {orphans:,} lines name an {entity.name} missing from "
+        f"{parents} (e.g. {named}); run a full refresh of the realm",
+        realm_id=realm,
+        orphan_lines=orphans,
+        example_parent_ids=examples,
+    )
+
+
+def build_orphan_lines_check(entity: Entity, lines: LineTable) -> dg.AssetChecksDefinition:
+    spec = _per_realm_spec(
+        ORPHAN_LINES_CHECK,
+        table_key(lines.table),
+        f"Every row of the realm's qbo.{lines.table} has its row in qbo.{entity.table}; "
+        "SQL in the warehouse, no API call.",
+    )
+
+    @dg.multi_asset_check(name=f"{lines.table}_{ORPHAN_LINES_CHECK}", specs=[spec], can_subset=True)
+    def _check(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+    ) -> Iterator[dg.AssetCheckResult]:
+        realm = context.partition_key
+        try:
+            with warehouse.open() as store:
+                result = _orphans_result(entity, lines, realm, store)
+        except PipelineError as error:
+            result = _not_evaluated(f"qbo.{lines.table} for realm {realm}", error)
+        yield result
+
+    return _check
+
+
+# --- each realm synced on schedule ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RealmFreshness:
+    realm: str
+    last_update: datetime | None  # its latest materialisation of the asset
+    overdue_at: datetime
+
+    def summary(self, now: datetime) -> str:
+        if self.last_update is None:
+            return f"realm {self.realm} never synced"
+        return f"realm {self.realm} last synced {_duration(now - self.last_update)} ago"
+
+
+def _duration(span: timedelta) -> str:
+    seconds = max(int(span.total_seconds()), 0)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min" if minutes else f"{seconds} s"
+
+
+def _realm_freshness(
+    instance: dg.DagsterInstance, key: dg.AssetKey, connection: Connection, cron: str
+) -> RealmFreshness:
+    """A realm never materialised is judged from when it was connected."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[connection.realm_id]), limit=1
+    ).records
+    last = datetime.fromtimestamp(records[0].timestamp, UTC) if records else None
+    return RealmFreshness(
+        connection.realm_id, last, overdue_at(cron, last or connection.created_at)
+    )
+
+
+def _freshness_result(
+    key: dg.AssetKey, realms: list[RealmFreshness], cron: str, now: datetime
+) -> dg.AssetCheckResult:
+    table = f"qbo.{key.path[-1]}"
+    schedule = f"{SYNC_CRON_VARIABLE} {cron!r}"
+    overdue = [realm for realm in realms if realm.overdue_at <= now]
+    if overdue:
+        listed = ", ".join(realm.summary(now) for realm in overdue[:EXAMPLES])
+        more = f" and {len(overdue) - EXAMPLES} more" if len(overdue) > EXAMPLES else ""
+        return dg.AssetCheckResult(
+            asset_key=key,
+            passed=False,
+            description=f"{table}: {listed}{more}, past two runs of {schedule}; "
+            "see those realms' qbo_sync runs",
+            metadata={"overdue_realms": [realm.realm for realm in overdue], "cron": cron},
+        )
+    fresh_until = min((realm.overdue_at for realm in realms), default=overdue_at(cron, now))
+    return dg.AssetCheckResult(
+        asset_key=key,
+        passed=True,
+        description=f"{table}: every connected realm ({len(realms)}) synced within two runs "
+        f"of {schedule}",
+        metadata={
+            FRESH_UNTIL: dg.MetadataValue.timestamp(fresh_until),
+            "realms_checked": len(realms),
+            "cron": cron,
+        },
+    )
+
+
+def _checked_connections(
+    context: dg.AssetCheckExecutionContext, quickbooks: QuickBooksResource
+) -> list[Connection]:
+    """Active connections with a partition: a realm waiting for reconnection has no
+    syncs to expect (token_health_sensor alerts about it), nor one not yet a partition."""
+    partitions = set(context.instance.get_dynamic_partitions(realm_partitions.name))
+    return [
+        connection
+        for connection in quickbooks.runtime.store.list()
+        if connection.status == ConnectionStatus.ACTIVE and connection.realm_id in partitions
+    ]
+
+
+def build_freshness_check(entity: Entity, cron: str) -> dg.AssetChecksDefinition:
+    keys = [table_key(entity.table)]
+    if entity.lines:
+        keys.append(table_key(entity.lines.table))
+    specs = [
+        dg.AssetCheckSpec(
+            FRESHNESS_CHECK,
+            asset=key,
+            description=f"Every connected realm materialised within two runs of "
+            f"{SYNC_CRON_VARIABLE} ({cron!r}) and {_duration(OVERDUE_GRACE)}; no API call.",
+        )
+        for key in keys
+    ]
+
+    @dg.multi_asset_check(name=f"{entity.table}_{FRESHNESS_CHECK}", specs=specs, can_subset=True)
+    def _check(
+        context: dg.AssetCheckExecutionContext, quickbooks: QuickBooksResource
+    ) -> Iterator[dg.AssetCheckResult]:
+        selected = sorted(context.selected_asset_check_keys, key=lambda k: k.to_user_string())
+        try:
+            connections = _checked_connections(context, quickbooks)
+        except PipelineError as error:
+            for check_key in selected:
+                key = check_key.asset_key
+                yield _not_evaluated(f"qbo.{key.path[-1]}", error, asset_key=key)
+            return
+        now = _now()
+        for check_key in selected:
+            realms = [
+                _realm_freshness(context.instance, check_key.asset_key, connection, cron)
+                for connection in sorted(connections, key=lambda c: c.realm_id)
+            ]
+            yield _freshness_result(check_key.asset_key, realms, cron, now)
+
+    return _check
+
+
+def without_api_calls(entity: Entity) -> list[dg.AssetCheckKey]:
+    """The per-realm checks of an entity's tables that call no API: what a webhook run,
+    which reads a few Ids, can afford."""
+    if entity.lines is None:
+        return []
+    return [dg.AssetCheckKey(table_key(entity.lines.table), ORPHAN_LINES_CHECK)]
+
+
+live_rows_checks = [build_live_rows_check(entity) for entity in ENTITIES]
+orphan_lines_checks = [
+    build_orphan_lines_check(entity, entity.lines) for entity in ENTITIES if entity.lines
+]
+freshness_checks = [build_freshness_check(entity, SYNC_CRON) for entity in ENTITIES]
+
+# Superseded by FreshnessPolicy, which judges an asset by its latest materialisation of
+# any partition; this sensor runs any check that records `dagster/fresh_until_timestamp`
+# once that moment has passed, which is what a per-realm check needs.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.SupersessionWarning)
+    qbo_freshness_sensor = dg.build_sensor_for_freshness_checks(
+        freshness_checks=freshness_checks,
+        name="qbo_freshness_sensor",
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )

@@ -1,0 +1,210 @@
+"""Schedules: every connected company synced incrementally each hour, and reconciled nightly.
+
+`qbo_incremental_schedule` (QBO_SYNC_CRON, hourly by default) starts one qbo_sync run per
+active connection that has its realm partition. A realm with a run queued or running is
+left for the next tick: one run per realm at a time, so a second would only queue
+behind it and then read nothing new.
+
+`qbo_reconciliation_schedule` (QBO_RECONCILE_CRON, 03:30 UTC by default: off the hour, so
+it does not coincide with the hourly default) is the daily CDC pass Intuit recommends,
+plus a count: each entity is synced incrementally with CDC, then QBO's COUNT(*) of rows
+created before the bound is compared with the warehouse (one API call per entity), and
+only a difference costs a full read, which reconciles (stored rows it does not return are
+asked for by Id and marked deleted). That catches what webhooks and CDC both miss:
+deletions CDC did not report (beyond its reach, or hidden by a bulk change) and rows lost
+from the warehouse. It does not skip busy realms: its run queues behind the one under
+way, since a night's reconciliation lost to a coincident hourly run would wait a whole
+day.
+
+Both run keys name the realm and the scheduled time, so a tick evaluated twice (a daemon
+restart) never starts a run twice, and every tick's key is new; Dagster tags each run
+with the schedule's name (`dagster/schedule_name`). Both crons are read when
+the definitions load, and a bad one stops the load with one line naming the variable.
+"""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+# Dagster's own cron grammar and tick arithmetic (what its FreshnessPolicy uses); the
+# public API has no way to ask whether a cron string is valid or when it next ticks.
+from dagster._utils.schedules import cron_string_iterator, is_valid_cron_string
+
+from qbo_pipeline.defs import jobs
+from qbo_pipeline.defs.partitions import realm_partitions
+from qbo_pipeline.defs.resources import QuickBooksResource
+from qbo_pipeline.defs.runs import busy_realms
+from qbo_pipeline.errors import ConfigurationError, PipelineError
+from qbo_pipeline.quickbooks.catalog import ENTITIES
+from qbo_pipeline.vault.store import ConnectionStatus
+
+SYNC_CRON_VARIABLE = "QBO_SYNC_CRON"
+RECONCILE_CRON_VARIABLE = "QBO_RECONCILE_CRON"
+DEFAULT_SYNC_CRON = "0 * * * *"
+DEFAULT_RECONCILE_CRON = "30 3 * * *"
+TIMEZONE = "UTC"
+# A realm is overdue once two scheduled syncs have passed since its last update, plus
+# this long for the second one to land (see `overdue_at`).
+OVERDUE_GRACE = timedelta(minutes=15)
+
+
+def cron_from_env(variable: str, default: str, environ: Mapping[str, str] | None = None) -> str:
+    """The variable's cron schedule, or `default` when it is unset or blank."""
+    environ = os.environ if environ is None else environ
+    value = environ.get(variable, "").strip() or default
+    if not is_valid_cron_string(value):
+        raise ConfigurationError(
+            f"{variable}={value!r} is not a five-field cron schedule (minute hour day month "
+            f"weekday, e.g. {default!r}); correct it, or unset it for {default!r}"
+        )
+    return value
+
+
+def sync_cron(environ: Mapping[str, str] | None = None) -> str:
+    return cron_from_env(SYNC_CRON_VARIABLE, DEFAULT_SYNC_CRON, environ)
+
+
+def reconcile_cron(environ: Mapping[str, str] | None = None) -> str:
+    return cron_from_env(RECONCILE_CRON_VARIABLE, DEFAULT_RECONCILE_CRON, environ)
+
+
+def overdue_at(cron: str, last_update: datetime) -> datetime:
+    """When data last updated at `last_update` becomes overdue: the second tick after it,
+    plus OVERDUE_GRACE. One failed or skipped run is tolerated; for an hourly cron that is
+    about two hours, and an irregular cron (weekdays only) is judged by its own ticks."""
+    ticks = cron_string_iterator(
+        start_timestamp=last_update.timestamp(), cron_string=cron, execution_timezone=TIMEZONE
+    )
+    later = (tick for tick in ticks if tick > last_update)
+    next(later)
+    return next(later).astimezone(UTC) + OVERDUE_GRACE
+
+
+@dataclass
+class Realms:
+    """Which realms a tick starts runs for, and why the others wait."""
+
+    due: list[str] = field(default_factory=list)
+    waiting: dict[str, str] = field(default_factory=dict)  # realm -> why
+
+    def log(self, context: dg.ScheduleEvaluationContext) -> None:
+        for realm, why in sorted(self.waiting.items()):
+            context.log.info(f"realm {realm} is not scheduled this tick: {why}")
+
+    def skip_reason(self) -> dg.SkipReason:
+        if not self.waiting:
+            return dg.SkipReason("no active QuickBooks connections with a realm partition")
+        waiting = ", ".join(f"{realm} ({why})" for realm, why in sorted(self.waiting.items()))
+        return dg.SkipReason(f"no realm to sync: {waiting}")
+
+
+def _realms(
+    context: dg.ScheduleEvaluationContext, quickbooks: QuickBooksResource, *, skip_busy: bool
+) -> Realms:
+    """Active connections with a partition; busy ones wait when `skip_busy`."""
+    connections = quickbooks.runtime.store.list()
+    partitions = set(context.instance.get_dynamic_partitions(realm_partitions.name))
+    busy = busy_realms(context.instance) if skip_busy else set()
+    realms = Realms()
+    for connection in sorted(connections, key=lambda c: c.realm_id):
+        realm = connection.realm_id
+        if connection.status != ConnectionStatus.ACTIVE:
+            realms.waiting[realm] = f"its connection is {connection.status}; reconnect it"
+        elif realm not in partitions:
+            realms.waiting[realm] = "its partition is not added yet (realm_partitions_sensor)"
+        elif realm in busy:
+            realms.waiting[realm] = "a qbo_sync run is queued or running"
+        else:
+            realms.due.append(realm)
+    return realms
+
+
+def _tick_label(context: dg.ScheduleEvaluationContext) -> str:
+    """The scheduled time, to the minute in UTC: what makes a tick's run keys its own."""
+    scheduled = context.scheduled_execution_time or datetime.now(UTC)
+    return scheduled.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def build_incremental_schedule(cron: str) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name="qbo_incremental_schedule",
+        cron_schedule=cron,
+        job=jobs.qbo_sync,
+        execution_timezone=TIMEZONE,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=(
+            f"An incremental qbo_sync of every connected company ({SYNC_CRON_VARIABLE}, "
+            f"now {cron!r}); a realm with a run under way waits for the next tick."
+        ),
+    )
+    def qbo_incremental_schedule(
+        context: dg.ScheduleEvaluationContext, quickbooks: QuickBooksResource
+    ) -> list[dg.RunRequest] | dg.SkipReason:
+        try:
+            realms = _realms(context, quickbooks, skip_busy=True)
+        except PipelineError as error:
+            return dg.SkipReason(f"cannot read the QuickBooks connections: {error}")
+        realms.log(context)
+        if not realms.due:
+            return realms.skip_reason()
+        tick = _tick_label(context)
+        return [
+            dg.RunRequest(
+                partition_key=realm,
+                run_key=f"incremental-{realm}-{tick}",
+            )
+            for realm in realms.due
+        ]
+
+    return qbo_incremental_schedule
+
+
+def reconcile_run_config() -> dict:
+    """Every entity synced incrementally (CDC included), then counted against QBO, and read
+    in full only where the counts differ (see the module docstring)."""
+    return {"ops": {entity.table: {"config": {"reconcile": True}} for entity in ENTITIES}}
+
+
+def build_reconciliation_schedule(cron: str) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name="qbo_reconciliation_schedule",
+        cron_schedule=cron,
+        job=jobs.qbo_sync,
+        execution_timezone=TIMEZONE,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=(
+            f"A full read of every connected company, reconciling deletions "
+            f"({RECONCILE_CRON_VARIABLE}, now {cron!r}); queues behind a run under way."
+        ),
+    )
+    def qbo_reconciliation_schedule(
+        context: dg.ScheduleEvaluationContext, quickbooks: QuickBooksResource
+    ) -> list[dg.RunRequest] | dg.SkipReason:
+        try:
+            realms = _realms(context, quickbooks, skip_busy=False)
+        except PipelineError as error:
+            return dg.SkipReason(f"cannot read the QuickBooks connections: {error}")
+        realms.log(context)
+        if not realms.due:
+            return realms.skip_reason()
+        for realm in sorted(busy_realms(context.instance) & set(realms.due)):
+            context.log.info(f"realm {realm}: the reconciliation queues behind its run under way")
+        tick = _tick_label(context)
+        return [
+            dg.RunRequest(
+                partition_key=realm,
+                run_key=f"reconcile-{realm}-{tick}",
+                run_config=reconcile_run_config(),
+            )
+            for realm in realms.due
+        ]
+
+    return qbo_reconciliation_schedule
+
+
+SYNC_CRON = sync_cron()
+qbo_incremental_schedule = build_incremental_schedule(SYNC_CRON)
+qbo_reconciliation_schedule = build_reconciliation_schedule(reconcile_cron())

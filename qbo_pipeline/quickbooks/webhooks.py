@@ -18,9 +18,10 @@ import hashlib
 import hmac
 import json
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from qbo_pipeline.errors import PipelineError
@@ -47,7 +48,16 @@ KNOWN_OPERATIONS = frozenset(_VERBS.values())
 _CLOUDEVENT_TYPE = re.compile(r"qbo\.([a-z][a-z0-9_]*)\.([a-z][a-z0-9_]*)\.v\d+")
 _ENTITY_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 _ENTITY_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
-_TEXT_LIMIT = 256  # what is kept of any one field of a rejected element
+# A CloudEvents id is any non-empty string (UUIDs in practice); control characters and
+# lone surrogates (which json.loads lets through) cannot be stored, so they make a reject.
+_EVENT_ID_LIMIT = 256
+_UNSTORABLE = {"Cc", "Cs"}
+# QBO did not exist before 2000; a stamp outside these years is garbage, and near year 1 or
+# 9999 it would not even survive a conversion to UTC.
+_YEARS = range(2000, 2200)
+# Elements rejected one by one per delivery; the rest are summed up in one more row, so a
+# signed body of a million bad elements cannot write a million rows.
+MAX_REJECTS = 100
 
 
 class UndeliverableBody(PipelineError):
@@ -101,27 +111,48 @@ def parse_delivery(body: bytes) -> list[WebhookEvent | RejectedEvent]:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise UndeliverableBody("the body is not UTF-8 JSON") from None
+    digest = body_digest(body)
     if isinstance(document, list):
-        return [_cloudevent(element, index, body) for index, element in enumerate(document)]
-    if isinstance(document, dict) and "eventNotifications" in document:
-        return list(_legacy(document["eventNotifications"], body))
-    if isinstance(document, dict) and "specversion" in document:
-        return [_cloudevent(document, 0, body)]  # a single event sent without its array
-    raise UndeliverableBody(
-        "the body is neither a CloudEvents array nor a legacy eventNotifications object"
-    )
+        events = [_cloudevent(element, index, digest) for index, element in enumerate(document)]
+    elif isinstance(document, dict) and "eventNotifications" in document:
+        events = list(_legacy(document["eventNotifications"], digest))
+    elif isinstance(document, dict) and "specversion" in document:
+        events = [_cloudevent(document, 0, digest)]  # a single event sent without its array
+    else:
+        raise UndeliverableBody(
+            "the body is neither a CloudEvents array nor a legacy eventNotifications object"
+        )
+    return _capped_rejects(events, digest)
 
 
-def _cloudevent(element: Any, index: int, body: bytes) -> WebhookEvent | RejectedEvent:
+def body_digest(body: bytes) -> str:
+    """What names a body's rejects: the same delivery sent again names them the same."""
+    return hashlib.sha256(body).hexdigest()[:32]
+
+
+def _capped_rejects(
+    events: list[WebhookEvent | RejectedEvent], digest: str
+) -> list[WebhookEvent | RejectedEvent]:
+    rejected = [event for event in events if isinstance(event, RejectedEvent)]
+    if len(rejected) <= MAX_REJECTS:
+        return events
+    extra = set(map(id, rejected[MAX_REJECTS:]))
+    kept = [event for event in events if id(event) not in extra]
+    summary = f"and {len(extra)} more elements rejected in the same delivery"
+    return [*kept, RejectedEvent(f"rejected:{digest}:more", summary)]
+
+
+def _cloudevent(element: Any, index: int, digest: str) -> WebhookEvent | RejectedEvent:
     if not isinstance(element, dict):
-        return _rejected(body, index, "a CloudEvents element is not an object")
+        return _rejected(digest, index, "a CloudEvents element is not an object")
     event_id = element.get("id")
-    if not isinstance(event_id, str) or not 0 < len(event_id) <= _TEXT_LIMIT:
-        return _rejected(body, index, "a CloudEvents element has no usable id")
+    if not _usable_event_id(event_id):
+        return _rejected(digest, index, "a CloudEvents element has no usable id")
     realm_id = element.get("intuitaccountid")
     if not is_realm_id(realm_id):
         return RejectedEvent(event_id, "intuitaccountid is missing or not a realm id")
-    match = _CLOUDEVENT_TYPE.fullmatch(str(element.get("type", ""))[:_TEXT_LIMIT])
+    event_type = element.get("type")
+    match = _CLOUDEVENT_TYPE.fullmatch(event_type) if isinstance(event_type, str) else None
     if match is None:
         return RejectedEvent(
             event_id, f"type {_shown(element.get('type'))} is not qbo.<entity>.<verb>.vN", realm_id
@@ -135,37 +166,47 @@ def _cloudevent(element: Any, index: int, body: bytes) -> WebhookEvent | Rejecte
     return _event(event_id, realm_id, entity, entity_id, verb, element.get("time"), deleted_id)
 
 
-def _legacy(notifications: Any, body: bytes) -> Iterator[WebhookEvent | RejectedEvent]:
+def _usable_event_id(value: Any) -> bool:
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= _EVENT_ID_LIMIT
+        and not any(unicodedata.category(char) in _UNSTORABLE for char in value)
+    )
+
+
+def _legacy(notifications: Any, digest: str) -> Iterator[WebhookEvent | RejectedEvent]:
     if not isinstance(notifications, list):
-        yield _rejected(body, 0, "eventNotifications is not a list")
+        yield _rejected(digest, 0, "eventNotifications is not a list")
         return
     for position, notification in enumerate(notifications):
         realm_id = notification.get("realmId") if isinstance(notification, dict) else None
         if not is_realm_id(realm_id):
-            yield _rejected(body, position, "an eventNotification has no usable realmId")
+            yield _rejected(digest, position, "an eventNotification has no usable realmId")
             continue
         change = notification.get("dataChangeEvent")
         entities = change.get("entities") if isinstance(change, dict) else None
         if not isinstance(entities, list):
-            yield _rejected(body, position, "dataChangeEvent.entities is not a list", realm_id)
+            yield _rejected(digest, position, "dataChangeEvent.entities is not a list", realm_id)
             continue
         for index, element in enumerate(entities):
-            yield _legacy_event(element, realm_id, body, f"{position}.{index}")
+            yield _legacy_event(element, realm_id, digest, f"{position}.{index}")
 
 
 def _legacy_event(
-    element: Any, realm_id: str, body: bytes, where: str
+    element: Any, realm_id: str, digest: str, where: str
 ) -> WebhookEvent | RejectedEvent:
     if not isinstance(element, dict):
-        return _rejected(body, where, "a dataChangeEvent entity is not an object", realm_id)
+        return _rejected(digest, where, "a dataChangeEvent entity is not an object", realm_id)
     name, entity_id = element.get("name"), element.get("id")
     operation, stamp = element.get("operation"), element.get("lastUpdated")
     if not isinstance(name, str) or not _ENTITY_NAME.fullmatch(name):
-        return _rejected(body, where, "a dataChangeEvent entity has no usable name", realm_id)
+        return _rejected(digest, where, "a dataChangeEvent entity has no usable name", realm_id)
     if not isinstance(entity_id, str) or not _ENTITY_ID.fullmatch(entity_id):
-        return _rejected(body, where, "a dataChangeEvent entity has no usable id", realm_id)
+        return _rejected(digest, where, "a dataChangeEvent entity has no usable id", realm_id)
     if not isinstance(operation, str) or not _ENTITY_NAME.fullmatch(operation):
-        return _rejected(body, where, "a dataChangeEvent entity has no usable operation", realm_id)
+        return _rejected(
+            digest, where, "a dataChangeEvent entity has no usable operation", realm_id
+        )
     deleted_id = element.get("deletedId", element.get("deletedID", element.get("DeletedId")))
     # The legacy format has no event id: the same change redelivered has the same tuple.
     key = json.dumps([realm_id, name.lower(), entity_id, operation.lower(), str(stamp)])
@@ -185,9 +226,11 @@ def _event(
     occurred_at = None
     if isinstance(stamp, str) and len(stamp) <= 64:
         try:
-            occurred_at = parse_instant(stamp)
-        except ValueError:
+            occurred_at = parse_instant(stamp).astimezone(UTC)
+        except (ValueError, OverflowError):
             return RejectedEvent(event_id, f"time {_shown(stamp)} is not a timestamp", realm_id)
+        if occurred_at.year not in _YEARS:
+            return RejectedEvent(event_id, f"time {_shown(stamp)} is out of range", realm_id)
     if deleted_id is not None and not (
         isinstance(deleted_id, str) and _ENTITY_ID.fullmatch(deleted_id)
     ):
@@ -204,13 +247,15 @@ def _event(
 
 
 def _rejected(
-    body: bytes, where: int | str, reason: str, realm_id: str | None = None
+    digest: str, where: int | str, reason: str, realm_id: str | None = None
 ) -> RejectedEvent:
     """A reject with no id of its own is named after the body and its place in it, so the
     same delivery sent again is stored once."""
-    digest = hashlib.sha256(body).hexdigest()[:32]
     return RejectedEvent(f"rejected:{digest}:{where}", reason, realm_id)
 
 
 def _shown(value: Any) -> str:
-    return repr(value)[:64]
+    """A field as a reason may quote it: short, escaped, never a huge value's repr."""
+    if isinstance(value, str):
+        return repr(value[:60])
+    return f"a {type(value).__name__}"

@@ -12,7 +12,6 @@ the 3 seconds Intuit allows.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 
 from starlette.concurrency import run_in_threadpool
@@ -26,6 +25,7 @@ from qbo_pipeline.quickbooks.webhooks import (
     SIGNATURE_HEADER,
     RejectedEvent,
     UndeliverableBody,
+    body_digest,
     parse_delivery,
     signature_matches,
 )
@@ -73,8 +73,7 @@ def _store(inbox: WebhookInbox, body: bytes) -> Receipt:
     try:
         events = parse_delivery(body)
     except UndeliverableBody as error:
-        digest = hashlib.sha256(body).hexdigest()[:32]
-        events = [RejectedEvent(f"rejected:{digest}", str(error))]
+        events = [RejectedEvent(f"rejected:{body_digest(body)}", str(error))]
     return inbox.store(events)
 
 

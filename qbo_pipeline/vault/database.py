@@ -119,6 +119,13 @@ class Transaction:
         """Run a statement; returns how many rows it changed."""
         return self._run(sql, params).rowcount
 
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run a statement once per row of parameters, in one round trip where the driver
+        can; returns how many rows it changed in all."""
+        if not rows:
+            return 0
+        return self._database.run_many(self._connection, sql, rows)
+
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         return self._run(sql, params).fetchone()
 
@@ -160,6 +167,9 @@ class Database(ABC):
 
     @abstractmethod
     def run(self, connection: Any, sql: str, params: Sequence[Any]) -> Any: ...
+
+    @abstractmethod
+    def run_many(self, connection: Any, sql: str, rows: Sequence[Sequence[Any]]) -> int: ...
 
     @abstractmethod
     def columns(self, tx: Transaction, tables: Sequence[str]) -> dict[str, set[str]]:
@@ -283,6 +293,17 @@ class SQLiteDatabase(Database):
             raise self._translated(error) from None
         return _DictCursor(cursor)
 
+    def run_many(
+        self, connection: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]
+    ) -> int:
+        try:
+            cursor = connection.executemany(
+                sql, ([_sqlite_value(value) for value in row] for row in rows)
+            )
+        except sqlite3.DatabaseError as error:
+            raise self._translated(error) from None
+        return cursor.rowcount
+
     def columns(self, tx: Transaction, tables: Sequence[str]) -> dict[str, set[str]]:
         found = {
             row["name"] for row in tx.all("SELECT name FROM sqlite_master WHERE type = 'table'")
@@ -367,8 +388,12 @@ class PostgresDatabase(Database):
             yield Transaction(self, connection)
 
     def run(self, connection: psycopg.Connection, sql: str, params: Sequence[Any]) -> Any:
+        return self._guarded(lambda: connection.execute(sql.replace("?", "%s"), list(params)))
+
+    def _guarded(self, call: Any) -> Any:
+        """The driver's errors an operator can act on, as one line naming the variable."""
         try:
-            return connection.execute(sql.replace("?", "%s"), list(params))
+            return call()
         except psycopg.errors.LockNotAvailable:
             raise StoreBusy(
                 f"the token store {DATABASE_URL_VARIABLE}={self.url} kept a row locked for "
@@ -379,6 +404,13 @@ class PostgresDatabase(Database):
                 f"lost the connection to {DATABASE_URL_VARIABLE}={self.url} "
                 f"({type(error).__name__}); retry once the server is back"
             ) from None
+
+    def run_many(
+        self, connection: psycopg.Connection, sql: str, rows: Sequence[Sequence[Any]]
+    ) -> int:
+        with connection.cursor() as cursor:
+            self._guarded(lambda: cursor.executemany(sql.replace("?", "%s"), rows))
+            return cursor.rowcount
 
     def columns(self, tx: Transaction, tables: Sequence[str]) -> dict[str, set[str]]:
         rows = tx.all(

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from qbo_pipeline.quickbooks.webhooks import (
+    MAX_REJECTS,
     RejectedEvent,
     UndeliverableBody,
     WebhookEvent,
@@ -133,3 +134,32 @@ def test_a_bad_element_is_rejected_with_its_reason_and_the_rest_are_kept():
 def test_a_body_that_is_no_delivery_at_all_is_undeliverable(body):
     with pytest.raises(UndeliverableBody):
         parse_delivery(body)
+
+
+@pytest.mark.parametrize("event_id", ["0c491d29\ud800", "abc\u0000", "x" * 257, "", 17])
+def test_an_id_the_database_cannot_hold_makes_a_reject(event_id):
+    [rejected] = parse_delivery(json.dumps([{**MERGE, "id": event_id}]).encode())
+    assert isinstance(rejected, RejectedEvent) and "usable id" in rejected.reason
+    assert rejected.event_id.isascii()
+
+
+def test_a_non_ascii_id_is_an_id_like_any_other():
+    [event] = parse_delivery(json.dumps([{**MERGE, "id": "事件-\u202e-42"}]).encode())
+    assert isinstance(event, WebhookEvent) and event.event_id == "事件-\u202e-42"
+
+
+@pytest.mark.parametrize(
+    "stamp", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "1970-01-01T00:00:00Z"]
+)
+def test_a_stamp_outside_qbos_years_makes_a_reject(stamp):
+    [rejected] = parse_delivery(json.dumps([{**MERGE, "time": stamp}]).encode())
+    assert isinstance(rejected, RejectedEvent) and "time" in rejected.reason
+
+
+def test_rejects_past_the_cap_are_summed_up_in_one_row():
+    body = json.dumps([MERGE, *(["junk"] * (MAX_REJECTS + 50))]).encode()
+    events = parse_delivery(body)
+    assert isinstance(events[0], WebhookEvent)
+    assert len(events) == 1 + MAX_REJECTS + 1
+    assert "50 more elements rejected" in events[-1].reason
+    assert len({event.event_id for event in events}) == len(events)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from qbo_pipeline_tests.browser import browser  # noqa: F401 - shared fixture
 from qbo_pipeline_tests.company import connect  # noqa: F401 - shared fixture
 from qbo_pipeline_tests.postgres_server import create_database, postgres_server
 from qbo_pipeline_tests.webhook_receiver import WebhookReceiver

@@ -14,3 +14,10 @@ qbo_sync = dg.define_asset_job(
     executor_def=dg.in_process_executor,
     description="Bring one connected QuickBooks company's tables up to date in the warehouse.",
 )
+
+
+@dg.definitions
+def default_executor() -> dg.Definitions:
+    """Runs launched from the asset graph or catalog (Dagster's implicit asset job) also run
+    in one process, for the same reasons as qbo_sync: one limiter per realm, one writer."""
+    return dg.Definitions(executor=dg.in_process_executor)

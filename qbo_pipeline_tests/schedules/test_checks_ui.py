@@ -10,18 +10,13 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from qbo_pipeline_tests.browser import free_port, open_page, start_webserver
 from qbo_pipeline_tests.command import CLI, clean_env
-from qbo_pipeline_tests.ui.test_dagster_ui import (  # noqa: F401 - `browser` is a fixture
-    browser,
-    free_port,
-    open_page,
-    start_webserver,
-)
 
 pytestmark = pytest.mark.slow
 
 
-def test_a_failed_check_shows_its_one_line_in_the_ui(connect, tmp_path: Path, browser) -> None:  # noqa: F811
+def test_a_failed_check_shows_its_one_line_in_the_ui(connect, tmp_path: Path, browser) -> None:
     company = connect(customers=6, invoices=10)
     env = {**clean_env(), **company.env}
     env.pop("DAGSTER_HOME", None)

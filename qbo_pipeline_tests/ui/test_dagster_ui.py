@@ -5,85 +5,17 @@ what the last sync did, and the run."""
 
 from __future__ import annotations
 
-import shutil
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import expect
 
+from qbo_pipeline_tests.browser import free_port, open_page, start_webserver
 from qbo_pipeline_tests.command import CLI, clean_env
 from qbo_pipeline_tests.pipeline.secret_scan import assert_no_secret, company_secrets
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# As the machine's probe starts it: no sandbox as root, and no background calls out of
-# a closed network.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-WEBSERVER = str(Path(sys.executable).parent / "dagster-webserver")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        raise RuntimeError("Debian's chromium is needed: apt-get install chromium (.ci/run does)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_webserver(env: dict[str, str], port: int) -> subprocess.Popen:
-    server = subprocess.Popen(
-        [WEBSERVER, "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=2).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        if server.poll() is not None:
-            raise RuntimeError(f"dagster-webserver exited: {server.stderr.read()[-2000:]}")
-        time.sleep(0.5)
-    server.kill()
-    raise RuntimeError("dagster-webserver did not answer within 120 s")
-
-
-def open_page(browser: Browser, url: str) -> Page:
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(url, wait_until="networkidle")
-    skip = page.get_by_role("button", name="Skip")  # Dagster's community sign-up dialog
-    if skip.count():
-        skip.first.click()
-    return page
 
 
 def test_the_synced_company_shows_in_the_dagster_ui(connect, tmp_path: Path, browser) -> None:

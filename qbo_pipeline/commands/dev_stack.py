@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dagster as dg
 import httpx
 
 from qbo_pipeline.commands.demo_run import authorize_through, ensure_token_key
-from qbo_pipeline.commands.execution import dagster_home, dagster_instance, sync_realms
+from qbo_pipeline.commands.execution import dagster_home, sync_realms
 from qbo_pipeline.emulator.config import EmulatorConfig
 from qbo_pipeline.emulator.server import EmulatorServer
 from qbo_pipeline.errors import PipelineError
@@ -36,6 +39,10 @@ load_from:
       module_name: qbo_pipeline.definitions
       location_name: qbo_pipeline
 """
+# `dagster dev` shuts its webserver and daemon down within this on SIGTERM.
+DAGSTER_SHUTDOWN_SECONDS = 30
+# What is left of its process group after that gets this long to end on SIGTERM.
+STRAGGLER_SECONDS = 10
 
 
 @dataclass
@@ -84,7 +91,7 @@ class DevStack:
                 webhook_batch_seconds=self.webhook_batch_seconds,
             )
         ).start()
-        base = Settings.from_env(self.extra_environment | _without_settings(os.environ))
+        base = Settings.from_env(_without_settings(os.environ) | self.extra_environment)
         self.settings = base.with_overrides(
             state_dir=self.state_dir,
             client_id="dev-app",
@@ -103,7 +110,9 @@ class DevStack:
             self._service.base_url, admin_token, self._runtime, self.emulator.config.realm_id
         )
         [first] = sync_realms(
-            [self.realm_id], instance=dagster_instance(self.state_dir), settings=self.settings
+            [self.realm_id],
+            instance=dg.DagsterInstance.from_config(str(dagster_home(self.state_dir))),
+            settings=self.settings,
         )
         if not first.success:
             raise PipelineError(f"the first sync of realm {self.realm_id} failed: {first.error}")
@@ -124,7 +133,11 @@ class DevStack:
         workspace.write_text(WORKSPACE)
         command = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace)]
         command += ["-h", "127.0.0.1", "-p", str(self.dagster_port)]
-        return subprocess.Popen(command, env=environment)
+        # A process group of its own, which everything `dagster dev` starts joins (its
+        # webserver, daemon, code server and that server's gRPC child, each run and its
+        # log tails), so stop() can end all of them and nothing else. Ctrl-C reaches only
+        # this process now; `dev` stops the group in its `finally`.
+        return subprocess.Popen(command, env=environment, process_group=0)
 
     def wait(self) -> int:
         """Until Dagster exits (Ctrl-C stops it, and then the rest)."""
@@ -135,12 +148,8 @@ class DevStack:
             return 0
 
     def stop(self) -> None:
-        if self._dagster is not None and self._dagster.poll() is None:
-            self._dagster.terminate()
-            try:
-                self._dagster.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._dagster.kill()
+        if self._dagster is not None:
+            _stop_process_group(self._dagster)
         if self._service is not None:
             self._service.stop()
         if self.emulator is not None:
@@ -163,6 +172,43 @@ class DevStack:
                 "Ctrl-C stops everything.",
             ]
         )
+
+
+def _stop_process_group(leader: subprocess.Popen) -> None:
+    """End `dagster dev` and everything it started, politely first.
+
+    On SIGTERM `dagster dev` stops its webserver and daemon, but not what outlives them:
+    its code server and that server's gRPC child keep running until their heartbeat
+    times out (up to 45 s), and a run under way runs on. So the leader goes first (its
+    own orderly shutdown), then the rest of the group gets SIGTERM (a run interrupted so
+    records its failure, where SIGKILL would leave it STARTED and its realm busy for
+    qbo_webhook_sensor), and whatever is left after STRAGGLER_SECONDS gets SIGKILL.
+    """
+    group = leader.pid  # process_group=0: the group is named after its leader
+    if leader.poll() is None:
+        leader.terminate()
+        try:
+            leader.wait(timeout=DAGSTER_SHUTDOWN_SECONDS)
+        except subprocess.TimeoutExpired:
+            leader.kill()
+            leader.wait()
+    if not _signal_group(group, signal.SIGTERM):
+        return
+    deadline = time.monotonic() + STRAGGLER_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        if not _signal_group(group, 0):
+            return
+    _signal_group(group, signal.SIGKILL)
+
+
+def _signal_group(group: int, signum: int) -> bool:
+    """Send `signum` (0: only look) to the process group; False once it has no process."""
+    try:
+        os.killpg(group, signum)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _without_settings(environ: os._Environ | dict[str, str]) -> dict[str, str]:

@@ -128,38 +128,53 @@ def _tick_label(context: dg.ScheduleEvaluationContext) -> str:
     return scheduled.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
-def build_incremental_schedule(cron: str) -> dg.ScheduleDefinition:
+def _per_realm_schedule(
+    name: str, cron: str, description: str, *, key: str, skip_busy: bool, run_config: dict
+) -> dg.ScheduleDefinition:
+    """A schedule requesting one qbo_sync run per due realm, keyed by realm and tick."""
+
     @dg.schedule(
-        name="qbo_incremental_schedule",
+        name=name,
         cron_schedule=cron,
         job=jobs.qbo_sync,
         execution_timezone=TIMEZONE,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=(
-            f"An incremental qbo_sync of every connected company ({SYNC_CRON_VARIABLE}, "
-            f"now {cron!r}); a realm with a run under way waits for the next tick."
-        ),
+        description=description,
     )
-    def qbo_incremental_schedule(
+    def _schedule(
         context: dg.ScheduleEvaluationContext, quickbooks: QuickBooksResource
     ) -> list[dg.RunRequest] | dg.SkipReason:
         try:
-            realms = _realms(context, quickbooks, skip_busy=True)
+            realms = _realms(context, quickbooks, skip_busy=skip_busy)
         except PipelineError as error:
             return dg.SkipReason(f"cannot read the QuickBooks connections: {error}")
         realms.log(context)
         if not realms.due:
             return realms.skip_reason()
+        if not skip_busy:
+            for realm in sorted(busy_realms(context.instance) & set(realms.due)):
+                context.log.info(f"realm {realm}: the {name} run queues behind its run under way")
         tick = _tick_label(context)
         return [
             dg.RunRequest(
-                partition_key=realm,
-                run_key=f"incremental-{realm}-{tick}",
+                partition_key=realm, run_key=f"{key}-{realm}-{tick}", run_config=run_config
             )
             for realm in realms.due
         ]
 
-    return qbo_incremental_schedule
+    return _schedule
+
+
+def build_incremental_schedule(cron: str) -> dg.ScheduleDefinition:
+    return _per_realm_schedule(
+        "qbo_incremental_schedule",
+        cron,
+        f"An incremental qbo_sync of every connected company ({SYNC_CRON_VARIABLE}, now "
+        f"{cron!r}); a realm with a run under way waits for the next tick.",
+        key="incremental",
+        skip_busy=True,
+        run_config={},
+    )
 
 
 def reconcile_run_config() -> dict:
@@ -169,40 +184,16 @@ def reconcile_run_config() -> dict:
 
 
 def build_reconciliation_schedule(cron: str) -> dg.ScheduleDefinition:
-    @dg.schedule(
-        name="qbo_reconciliation_schedule",
-        cron_schedule=cron,
-        job=jobs.qbo_sync,
-        execution_timezone=TIMEZONE,
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=(
-            f"A full read of every connected company, reconciling deletions "
-            f"({RECONCILE_CRON_VARIABLE}, now {cron!r}); queues behind a run under way."
-        ),
+    return _per_realm_schedule(
+        "qbo_reconciliation_schedule",
+        cron,
+        f"The daily CDC pass and a count of every table against QBO, reading in full only "
+        f"what differs ({RECONCILE_CRON_VARIABLE}, now {cron!r}); queues behind a run under "
+        "way.",
+        key="reconcile",
+        skip_busy=False,
+        run_config=reconcile_run_config(),
     )
-    def qbo_reconciliation_schedule(
-        context: dg.ScheduleEvaluationContext, quickbooks: QuickBooksResource
-    ) -> list[dg.RunRequest] | dg.SkipReason:
-        try:
-            realms = _realms(context, quickbooks, skip_busy=False)
-        except PipelineError as error:
-            return dg.SkipReason(f"cannot read the QuickBooks connections: {error}")
-        realms.log(context)
-        if not realms.due:
-            return realms.skip_reason()
-        for realm in sorted(busy_realms(context.instance) & set(realms.due)):
-            context.log.info(f"realm {realm}: the reconciliation queues behind its run under way")
-        tick = _tick_label(context)
-        return [
-            dg.RunRequest(
-                partition_key=realm,
-                run_key=f"reconcile-{realm}-{tick}",
-                run_config=reconcile_run_config(),
-            )
-            for realm in realms.due
-        ]
-
-    return qbo_reconciliation_schedule
 
 
 SYNC_CRON = sync_cron()

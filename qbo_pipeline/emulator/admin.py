@@ -348,25 +348,35 @@ async def mutate(request: Request) -> Response:
     return JSONResponse(changes.as_json())
 
 
-async def merge(request: Request) -> Response:
-    """Merge two customers: `{"entity": "Customer", "from": "7", "into": "2"}`.
-
-    QBO merges in its UI only; this is how a test produces a `merged` webhook event.
-    """
-    state = _state(request)
+async def _edit(
+    request: Request, default: catalog.Entity
+) -> tuple[Company, catalog.Entity, dict] | Response:
+    """The company, entity and body of an admin edit, or the error answer."""
     company = _company(request)
     if company is None:
         return _error("unknown realm", 404)
     body = await _json_body(request)
     try:
-        entity = catalog.entity(str(body.get("entity", catalog.CUSTOMER.name)))
+        entity = catalog.entity(str(body.get("entity", default.name)))
     except KeyError as error:
         return _error(str(error))
+    return company, entity, body
+
+
+async def merge(request: Request) -> Response:
+    """Merge two customers: `{"entity": "Customer", "from": "7", "into": "2"}`.
+
+    QBO merges in its UI only; this is how a test produces a `merged` webhook event.
+    """
+    edit = await _edit(request, catalog.CUSTOMER)
+    if isinstance(edit, Response):
+        return edit
+    company, entity, body = edit
     source, into = body.get("from"), body.get("into")
     if not isinstance(source, str | int) or not isinstance(into, str | int):
         return _error("from and into are required: the Ids of the merged-away and kept entity")
     try:
-        merged = company.merge(entity, str(source), str(into), state.clock.datetime())
+        merged = company.merge(entity, str(source), str(into), _state(request).clock.datetime())
     except ServiceFault as fault:
         return _fault_error(fault)
     return JSONResponse(merged)
@@ -374,22 +384,17 @@ async def merge(request: Request) -> Response:
 
 async def void(request: Request) -> Response:
     """Void an invoice: `{"Id": "12", "SyncToken": "0"}`; without SyncToken, the current one."""
-    state = _state(request)
-    company = _company(request)
-    if company is None:
-        return _error("unknown realm", 404)
-    body = await _json_body(request)
-    try:
-        entity = catalog.entity(str(body.get("entity", catalog.INVOICE.name)))
-    except KeyError as error:
-        return _error(str(error))
+    edit = await _edit(request, catalog.INVOICE)
+    if isinstance(edit, Response):
+        return edit
+    company, entity, body = edit
     entity_id = str(body.get("Id", ""))
     payload = {"Id": entity_id, "SyncToken": body.get("SyncToken")}
     if payload["SyncToken"] is None:
         current = company.get(entity.name, entity_id)
         payload["SyncToken"] = current["SyncToken"] if current else None
     try:
-        voided = company.void(entity, payload, state.clock.datetime())
+        voided = company.void(entity, payload, _state(request).clock.datetime())
     except ServiceFault as fault:
         return _fault_error(fault)
     return JSONResponse({entity.name: voided})

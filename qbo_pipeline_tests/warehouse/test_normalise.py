@@ -29,7 +29,8 @@ def _store(tmp_path) -> None:  # type: ignore[no-untyped-def]
 def _rows(entity: Entity, realm_id: str, raws: list, table: str | None = None) -> list[dict]:
     warehouse = DuckDBWarehouse(_STORE[0].path, entities=(entity, INVOICE))
     warehouse.upsert(entity, realm_id, raws)
-    sql = f"SELECT * EXCLUDE (synced_at, deleted_at, deleted_reason) FROM qbo.{entity.table} ORDER BY id"
+    bookkeeping = "synced_at, deleted_at, deleted_reason"
+    sql = f"SELECT * EXCLUDE ({bookkeeping}) FROM qbo.{entity.table} ORDER BY id"
     if table is not None:
         sql = f"SELECT * FROM qbo.{table} ORDER BY invoice_id, line_index"
     cursor = warehouse.query(sql)

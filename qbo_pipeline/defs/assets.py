@@ -181,16 +181,17 @@ def build_entity_asset(entity: Entity, *, warehouse_kind: str) -> dg.AssetsDefin
     ) -> Iterator[dg.MaterializeResult]:
         realm = context.partition_key
         with _as_dagster_failure():
-            inbox = quickbooks.runtime.inbox
             events = (
-                inbox.pending_events(realm, entity.name, config.webhook_events_through)
+                quickbooks.runtime.inbox.pending_events(
+                    realm, entity.name, config.webhook_events_through
+                )
                 if config.webhook_events_through is not None
                 else []
             )
             with quickbooks.client(realm) as client, warehouse.open() as store:
                 result = _sync(context, client, store, entity, config, events)
                 if events:  # committed: what they reported is in the warehouse
-                    inbox.mark_processed(
+                    quickbooks.runtime.inbox.mark_processed(
                         [row_id for row_id, _ in events], run_id=context.run.run_id
                     )
                 context.log.info(

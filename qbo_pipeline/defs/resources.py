@@ -25,7 +25,7 @@ from qbo_pipeline.quickbooks.limiter import Limits
 from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.settings import Settings
 from qbo_pipeline.warehouse.base import Warehouse
-from qbo_pipeline.warehouse.url import connect_warehouse, warehouse_kind
+from qbo_pipeline.warehouse.url import warehouse_kind
 
 
 class SettingsFields(dg.ConfigurableResource):
@@ -154,15 +154,8 @@ class WarehouseResource(SettingsFields):
 
     @contextmanager
     def open(self) -> Iterator[Warehouse]:
-        settings = self.settings()
-        warehouse = connect_warehouse(
-            settings.warehouse_url, default_path=settings.default_warehouse_path
-        )
-        try:
-            warehouse.ensure_schema()
+        with Runtime(self.settings()).warehouse() as warehouse:
             yield warehouse
-        finally:
-            warehouse.close()
 
 
 class AlertsResource(SettingsFields):

@@ -30,9 +30,8 @@ from qbo_pipeline.quickbooks.catalog import Entity, Kind
 from qbo_pipeline.quickbooks.client import QuickBooksClient
 from qbo_pipeline.quickbooks.webhooks import WebhookEvent
 from qbo_pipeline.sync.batches import BatchWriter
-from qbo_pipeline.sync.deletes import Deletion, read_by_ids
+from qbo_pipeline.sync.deletes import Deletion, write_by_ids
 from qbo_pipeline.sync.engine import EntitySyncResult
-from qbo_pipeline.sync.reading import Page
 from qbo_pipeline.warehouse import Warehouse
 
 # Above this many Ids an incremental sync is cheaper than reading them 200 to a query.
@@ -65,7 +64,7 @@ def plan_changes(entity: Entity, events: Iterable[WebhookEvent]) -> ChangePlan:
             voided[entity_id] = event.occurred_at or now
         elif entity.kind is Kind.TRANSACTION:
             absent[entity_id] = event.occurred_at or now
-    read = sorted({*latest, *merged_away}, key=_id_order)
+    read = [*latest, *merged_away.keys() - latest.keys()]  # read_by_ids sorts them
     return ChangePlan(read=read, voided=voided, merged=merged_away, removed_if_absent=absent)
 
 
@@ -80,15 +79,8 @@ def apply_changes(
     """Read the Ids the events name, write them, and mark what they deleted."""
     started = time.monotonic()
     plan = plan_changes(entity, events)
-    pages = 0
-    found: set[str] = set()
     with BatchWriter(warehouse, entity, client.realm_id, batch_rows, None) as writer:
-        for rows in read_by_ids(client, entity, plan.read):
-            pages += 1
-            page = Page.of(entity, rows)
-            writer.add(page)
-            found.update(page.ids)
-        writer.flush()
+        found, pages = write_by_ids(client, entity, plan.read, writer)
     gone: list[Deletion] = [(i, at) for i, at in plan.removed_if_absent.items() if i not in found]
     deleted = 0
     for reason, deletions in (
@@ -120,7 +112,3 @@ def distinct_ids(events: Iterable[WebhookEvent]) -> int:
         if event.deleted_id:
             ids.add(event.deleted_id)
     return len(ids)
-
-
-def _id_order(entity_id: str) -> tuple[int, str]:
-    return (int(entity_id) if entity_id.isdecimal() else -1, entity_id)

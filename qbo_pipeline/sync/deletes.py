@@ -19,6 +19,8 @@ from qbo_pipeline.quickbooks.catalog import Entity
 from qbo_pipeline.quickbooks.client import QuickBooksClient
 from qbo_pipeline.quickbooks.query import select_by_ids
 from qbo_pipeline.quickbooks.timestamps import parse_instant
+from qbo_pipeline.sync.batches import BatchWriter
+from qbo_pipeline.sync.reading import Page
 
 log = logging.getLogger(__name__)
 
@@ -75,3 +77,19 @@ def read_by_ids(
     ids = sorted({entity_id for entity_id in ids if entity_id.isdecimal()}, key=int)
     for start in range(0, len(ids), IDS_PER_QUERY):
         yield client.query(select_by_ids(entity, ids[start : start + IDS_PER_QUERY])).entities
+
+
+def write_by_ids(
+    client: QuickBooksClient, entity: Entity, ids: Iterable[str], writer: BatchWriter
+) -> tuple[set[str], int]:
+    """Read `ids` (see read_by_ids), write what QBO still has, and flush; returns the Ids
+    QBO returned and how many queries it took."""
+    found: set[str] = set()
+    queries = 0
+    for rows in read_by_ids(client, entity, ids):
+        queries += 1
+        page = Page.of(entity, rows)
+        writer.add(page)
+        found.update(page.ids)
+    writer.flush()
+    return found, queries

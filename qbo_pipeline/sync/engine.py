@@ -34,10 +34,10 @@ from qbo_pipeline.sync.deletes import (
     Deletion,
     cdc_reaches,
     deletions_from_cdc,
-    read_by_ids,
+    write_by_ids,
 )
 from qbo_pipeline.sync.ranges import SECOND, even_split, floor_second
-from qbo_pipeline.sync.reading import Fetcher, Page, read_pages
+from qbo_pipeline.sync.reading import Fetcher, read_pages
 from qbo_pipeline.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -261,9 +261,5 @@ def _reconcile(
 ) -> list[Deletion]:
     """Stored rows the full read did not return: deleted, unless QBO still has them."""
     missing = set(warehouse.unseen_ids(entity, client.realm_id, seen))
-    for rows in read_by_ids(client, entity, missing):
-        page = Page.of(entity, rows)
-        writer.add(page)
-        missing.difference_update(page.ids)
-    writer.flush()
-    return [(entity_id, at) for entity_id in sorted(missing)]
+    found, _ = write_by_ids(client, entity, missing, writer)
+    return [(entity_id, at) for entity_id in sorted(missing - found)]

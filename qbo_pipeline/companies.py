@@ -188,7 +188,11 @@ class Companies:
 
     def _verified(self, tokens: TokenSet, realm_id: str) -> Company:
         return verify_grant(
-            self.runtime.oauth, tokens, realm_id, self.runtime.settings.api_base_url
+            self.runtime.oauth,
+            tokens,
+            realm_id,
+            self.runtime.settings.api_base_url,
+            limits=self.runtime.limits,
         )
 
     def _refuse_to_replace(self, realm_id: str) -> None:

@@ -13,7 +13,7 @@ from functools import cached_property
 
 from qbo_pipeline.inbox import WebhookInbox
 from qbo_pipeline.quickbooks.client import QuickBooksClient
-from qbo_pipeline.quickbooks.limiter import DEFAULT_LIMITS, Limits
+from qbo_pipeline.quickbooks.limiter import Limits, RealmLimiter, limiter_for
 from qbo_pipeline.quickbooks.oauth import OAuthClient
 from qbo_pipeline.settings import Settings
 from qbo_pipeline.vault.crypto import KeyRing
@@ -48,11 +48,12 @@ class Runtime:
         self,
         settings: Settings,
         *,
-        limits: Limits = DEFAULT_LIMITS,
+        limits: Limits | None = None,
         refresh_margin: timedelta | None = None,
     ) -> None:
+        """`limits`: the per-realm limits, by default the settings' (QBO_REQUESTS_PER_...)."""
         self.settings = settings
-        self.limits = limits
+        self.limits = limits or settings.limits
         self.refresh_margin = refresh_margin or timedelta(seconds=settings.refresh_margin_seconds)
 
     @classmethod
@@ -94,9 +95,15 @@ class Runtime:
             discovery_url=self.settings.discovery_url,
         )
 
+    def limiter(self, realm_id: str) -> RealmLimiter:
+        """The realm's limiter, the one its API clients, refreshes and checks all share."""
+        return limiter_for(self.settings.api_base_url, realm_id, self.limits)
+
     @cached_property
     def tokens(self) -> TokenProvider:
-        return TokenProvider(self.store, self.oauth, refresh_margin=self.refresh_margin)
+        return TokenProvider(
+            self.store, self.oauth, refresh_margin=self.refresh_margin, limiter=self.limiter
+        )
 
     @contextmanager
     def client(self, realm_id: str) -> Iterator[QuickBooksClient]:
@@ -107,6 +114,7 @@ class Runtime:
             base_url=self.settings.api_base_url,
             realm_id=realm_id,
             tokens=RealmTokens(self.tokens, realm_id),
+            limiter=self.limiter(realm_id),
             limits=self.limits,
         ) as client:
             yield client

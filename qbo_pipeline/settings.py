@@ -12,6 +12,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from qbo_pipeline.errors import ConfigurationError
+from qbo_pipeline.quickbooks.limiter import (
+    DEFAULT_BATCH_REQUESTS_PER_MINUTE,
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_REQUESTS_PER_MINUTE,
+    DEFAULT_REQUESTS_PER_SECOND,
+    Limits,
+)
 from qbo_pipeline.quickbooks.oauth import DISCOVERY_URLS
 from qbo_pipeline.vault.database import check_database_url
 from qbo_pipeline.warehouse.url import check_warehouse_url
@@ -41,6 +48,11 @@ class Settings:
     token_key: str | None = field(default=None, repr=False)
     refresh_margin_seconds: int = 300
     expiry_warning_days: int = 14
+    # QBO's limits per realm (QBO_API.md §3); raise them only where Intuit granted more.
+    requests_per_minute: int = DEFAULT_REQUESTS_PER_MINUTE
+    requests_per_second: int = DEFAULT_REQUESTS_PER_SECOND
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    batch_requests_per_minute: int = DEFAULT_BATCH_REQUESTS_PER_MINUTE
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -72,6 +84,16 @@ class Settings:
             token_key=get("QBO_TOKEN_KEY"),
             refresh_margin_seconds=_whole_number(get, "QBO_REFRESH_MARGIN_SECONDS", 300),
             expiry_warning_days=_whole_number(get, "QBO_EXPIRY_WARNING_DAYS", 14),
+            requests_per_minute=_positive_number(
+                get, "QBO_REQUESTS_PER_MINUTE", DEFAULT_REQUESTS_PER_MINUTE
+            ),
+            requests_per_second=_positive_number(
+                get, "QBO_REQUESTS_PER_SECOND", DEFAULT_REQUESTS_PER_SECOND
+            ),
+            max_in_flight=_positive_number(get, "QBO_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT),
+            batch_requests_per_minute=_positive_number(
+                get, "QBO_BATCH_REQUESTS_PER_MINUTE", DEFAULT_BATCH_REQUESTS_PER_MINUTE
+            ),
         )
         settings.validate_urls()
         check_database_url(settings.database_url)
@@ -109,6 +131,10 @@ class Settings:
             "QBO_TOKEN_KEY": self.token_key,
             "QBO_REFRESH_MARGIN_SECONDS": str(self.refresh_margin_seconds),
             "QBO_EXPIRY_WARNING_DAYS": str(self.expiry_warning_days),
+            "QBO_REQUESTS_PER_MINUTE": str(self.requests_per_minute),
+            "QBO_REQUESTS_PER_SECOND": str(self.requests_per_second),
+            "QBO_MAX_IN_FLIGHT": str(self.max_in_flight),
+            "QBO_BATCH_REQUESTS_PER_MINUTE": str(self.batch_requests_per_minute),
         }
         return {name: value for name, value in values.items() if value is not None}
 
@@ -122,6 +148,16 @@ class Settings:
                 "app's keys (developer.intuit.com > your app > Keys & credentials)"
             )
         return self.client_id, self.client_secret
+
+    @property
+    def limits(self) -> Limits:
+        """The per-realm limits every client, refresh and check of this process obeys."""
+        return Limits(
+            requests_per_window=self.requests_per_minute,
+            requests_per_second=self.requests_per_second,
+            max_in_flight=self.max_in_flight,
+            batch_requests_per_window=self.batch_requests_per_minute,
+        )
 
     @property
     def key_variables(self) -> dict[str, str]:
@@ -148,4 +184,16 @@ def _whole_number(get, name: str, default: int) -> int:
         return default
     if not text.isdigit():
         raise ConfigurationError(f"{name} must be a whole number; got {text!r}")
+    return int(text)
+
+
+def _positive_number(get, name: str, default: int) -> int:
+    """A count of at least 1: a limit of 0 would stop every request for good."""
+    text = get(name)
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise ConfigurationError(
+            f"{name} must be a positive whole number (default {default}); got {text!r}"
+        )
     return int(text)

@@ -16,6 +16,7 @@ from qbo_pipeline.commands.demo_run import connect_through_oauth
 from qbo_pipeline.emulator.config import EmulatorConfig
 from qbo_pipeline.emulator.server import EmulatorServer
 from qbo_pipeline.quickbooks.client import QuickBooksClient
+from qbo_pipeline.quickbooks.limiter import limiter_for
 from qbo_pipeline.runtime import RealmTokens, Runtime
 from qbo_pipeline.settings import Settings
 from qbo_pipeline.vault.crypto import generate_key
@@ -53,14 +54,17 @@ class Company:
         )
 
     def api(self, method: str, path: str, **kwargs) -> httpx.Response:
-        """Call the accounting API as another app would, with the connection's token."""
+        """Call the accounting API as the app does, with the connection's token; within
+        the realm's limits, which QBO applies to this call and the sync's alike."""
         token = self.runtime.tokens.access_token(self.realm_id)
-        return httpx.request(
-            method,
-            f"{self.emulator.api_base_url}/v3/company/{self.realm_id}/{path}",
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            **kwargs,
-        )
+        base_url = self.emulator.api_base_url.rstrip("/")
+        with limiter_for(base_url, self.realm_id, self.runtime.limits).slot():
+            return httpx.request(
+                method,
+                f"{base_url}/v3/company/{self.realm_id}/{path}",
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                **kwargs,
+            )
 
 
 def company_env(emulator: EmulatorServer, state_dir: Path, secret: str) -> dict[str, str]:

@@ -2,7 +2,10 @@
 
 import pytest
 
+from qbo_pipeline.defs.resources import QuickBooksResource
 from qbo_pipeline.errors import ConfigurationError
+from qbo_pipeline.quickbooks.limiter import Limits, limiter_for
+from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.settings import Settings
 
 
@@ -51,3 +54,43 @@ def test_missing_app_credentials_say_where_to_find_them():
 def test_secrets_are_not_in_the_repr():
     settings = Settings.from_env({"QUICKBOOKS_CLIENT_SECRET": "s3cr3t-value-xyz"})
     assert "s3cr3t" not in repr(settings)
+
+
+LIMIT_VARIABLES = {
+    "QBO_REQUESTS_PER_MINUTE": "1000",
+    "QBO_REQUESTS_PER_SECOND": "20",
+    "QBO_MAX_IN_FLIGHT": "15",
+    "QBO_BATCH_REQUESTS_PER_MINUTE": "80",
+}
+
+
+def test_limits_default_to_intuits_and_can_be_raised():
+    assert Settings.from_env({}).limits == Limits()
+    raised = Settings.from_env(LIMIT_VARIABLES)
+    assert raised.limits == Limits(
+        requests_per_window=1000,
+        requests_per_second=20,
+        max_in_flight=15,
+        batch_requests_per_window=80,
+    )
+    assert Settings.from_env(raised.as_environment()) == raised
+
+
+@pytest.mark.parametrize("variable", sorted(LIMIT_VARIABLES))
+@pytest.mark.parametrize("value", ["0", "-5", "ten", "1.5", "²"])
+def test_a_bad_limit_is_one_line_naming_the_variable(variable, value):
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_env({variable: value})
+    message = str(raised.value)
+    assert message.startswith(f"{variable} must be a positive whole number")
+    assert repr(value) in message and "\n" not in message
+
+
+def test_the_limits_reach_the_runtime_and_the_dagster_resource(tmp_path):
+    settings = Settings.from_env({**LIMIT_VARIABLES, "QBO_STATE_DIR": str(tmp_path)})
+    runtime = Runtime(settings)
+    assert runtime.limits == settings.limits
+    assert runtime.limiter("123").limits == settings.limits
+    assert runtime.limiter("123") is limiter_for(settings.api_base_url, "123", settings.limits)
+    resource = QuickBooksResource.from_settings(settings)
+    assert resource.runtime.limits == settings.limits

@@ -50,7 +50,10 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
             token_endpoint_failure=args.fail_token_endpoint,
             limits=not args.no_limits,
             requests_per_minute=args.requests_per_minute,
+            requests_per_second=args.requests_per_second,
             max_in_flight=args.max_in_flight,
+            batch_requests_per_minute=args.batch_requests_per_minute,
+            realm_batch_requests_per_minute=args.realm_batch_requests_per_minute,
             latency_ms=args.latency_ms,
             latency_jitter=args.latency_jitter,
             faults=parse_fault_rates(args.faults or ""),
@@ -112,13 +115,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         metavar="FRACTION",
         help="each answer time is scaled by a uniform factor in [1-F, 1+F] (default 0.2)",
     )
-    emulator.add_argument(
-        "--no-limits",
-        action="store_true",
-        help="do not enforce QBO's per-realm limits (500 requests a minute, 10 in flight)",
-    )
-    emulator.add_argument("--requests-per-minute", type=int, default=500, metavar="N")
-    emulator.add_argument("--max-in-flight", type=int, default=10, metavar="N")
+    _add_limit_arguments(emulator)
     emulator.add_argument(
         "--faults",
         metavar="KIND=P,...",
@@ -135,6 +132,26 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     _add_webhook_arguments(emulator)
     emulator.set_defaults(handler=_emulator)
+
+
+def _add_limit_arguments(emulator: argparse.ArgumentParser) -> None:
+    """QBO's per-realm limits (QBO_API.md §3); a 429 with Retry-After answers a request
+    over any of them."""
+    emulator.add_argument(
+        "--no-limits",
+        action="store_true",
+        help="do not enforce QBO's per-realm limits (/_emulator/stats still measures them)",
+    )
+    for flag, default, meaning in (
+        ("--requests-per-minute", 500, "requests in any 60 s, batch items included"),
+        ("--requests-per-second", 10, "requests in any second"),
+        ("--max-in-flight", 10, "requests in flight at once"),
+        ("--batch-requests-per-minute", 40, "batch requests in any 60 s per app"),
+        ("--realm-batch-requests-per-minute", 120, "batch requests in any 60 s, all apps"),
+    ):
+        emulator.add_argument(
+            flag, type=int, default=default, metavar="N", help=f"{meaning} (default {default})"
+        )
 
 
 def _add_webhook_arguments(emulator: argparse.ArgumentParser) -> None:

@@ -21,7 +21,6 @@ from pydantic import PrivateAttr
 
 from qbo_pipeline.errors import ConfigurationError
 from qbo_pipeline.quickbooks.client import QuickBooksClient
-from qbo_pipeline.quickbooks.limiter import Limits
 from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.settings import Settings
 from qbo_pipeline.warehouse.base import Warehouse
@@ -79,6 +78,10 @@ _APP_VARIABLES = {
     "token_key": "QBO_TOKEN_KEY",
     "state_dir": "QBO_STATE_DIR",
     "refresh_margin_seconds": "QBO_REFRESH_MARGIN_SECONDS",
+    "requests_per_minute": "QBO_REQUESTS_PER_MINUTE",
+    "requests_per_second": "QBO_REQUESTS_PER_SECOND",
+    "max_in_flight": "QBO_MAX_IN_FLIGHT",
+    "batch_requests_per_minute": "QBO_BATCH_REQUESTS_PER_MINUTE",
 }
 
 
@@ -101,8 +104,11 @@ class QuickBooksResource(SettingsFields):
     token_key: str | None = None
     state_dir: str | None = None
     refresh_margin_seconds: str | None = None
-    requests_per_minute: int = 500
-    max_in_flight: int = 10
+    requests_per_minute: str | None = None
+    """QBO's limits per realm (QBO_REQUESTS_PER_MINUTE, ...); unset: Intuit's."""
+    requests_per_second: str | None = None
+    max_in_flight: str | None = None
+    batch_requests_per_minute: str | None = None
 
     _runtime: Runtime | None = PrivateAttr(default=None)
 
@@ -117,10 +123,7 @@ class QuickBooksResource(SettingsFields):
     @property
     def runtime(self) -> Runtime:
         if self._runtime is None:
-            limits = Limits(
-                requests_per_window=self.requests_per_minute, max_in_flight=self.max_in_flight
-            )
-            self._runtime = Runtime(self.settings(), limits=limits)
+            self._runtime = Runtime(self.settings())  # the limits are settings too
         return self._runtime
 
     @contextmanager

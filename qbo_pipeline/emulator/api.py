@@ -81,7 +81,8 @@ def _gateway_fault(state: EmulatorState, status: int, detail: str | None) -> Res
 
 
 def throttled(state: EmulatorState, rejection: Rejection) -> Response:
-    """QBO's XML ThrottleExceeded, with the seconds until the realm may call again."""
+    """QBO's XML ThrottleExceeded (XML even to Accept: JSON, as observed), with the whole
+    seconds until the request would be admitted in Retry-After."""
     response = fault_response(state, throttle_fault(), "xml")
     response.headers["Retry-After"] = str(rejection.retry_after)
     return response
@@ -134,6 +135,7 @@ async def _authorised(request: Request, handler: Handler) -> Response:
     company = state.companies.get(realm_id)
     if record.grant.realm_id != realm_id or company is None:
         return _gateway_fault(state, 403, None)
+    request.state.app = record.grant.client_id  # batch limits are per realm and app
     try:
         return await handler(request, state, company)
     except ServiceFault as fault:
@@ -259,9 +261,11 @@ def _cdc_part(name: str, rows: list[bytes]) -> bytes:
 
 @accounting
 async def batch(request: Request, state: EmulatorState, company: Company) -> Response:
-    """POST /batch with Query items; each item is metered as one request."""
+    """POST /batch with Query items; each item is metered as one request, the batch as
+    one of the app's and the realm's batch requests."""
     items = _batch_items(await request.body())
-    rejection = state.limits.charge(company.realm_id, len(items), state.clock.now())
+    now = state.clock.now()
+    rejection = state.limits.charge(company.realm_id, len(items), now, app=request.state.app)
     if rejection is not None:
         return throttled(state, rejection)
     state.stats.batch_calls[company.realm_id] += 1

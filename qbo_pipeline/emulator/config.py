@@ -18,6 +18,14 @@ TOKEN_FAILURE_STATUSES = (429, 500, 502, 503, 504)
 FAULT_KINDS = (
     "429", "500", "502", "503", "504", "timeout", "reset", "truncate", "xml", "fault200",
 )  # fmt: skip
+# The per-realm limits, each a count of at least 1 (see limits.py).
+LIMIT_FIELDS = (
+    "requests_per_minute",
+    "requests_per_second",
+    "max_in_flight",
+    "batch_requests_per_minute",
+    "realm_batch_requests_per_minute",
+)
 # Intuit's two webhook body formats: the CloudEvents array, and eventNotifications.
 WEBHOOK_FORMATS = ("cloudevents", "legacy")
 
@@ -43,10 +51,15 @@ class EmulatorConfig:
     rotation: str = "strict"
     # Every token endpoint call answers this status (e.g. 503) until the admin API clears it.
     token_endpoint_failure: int | None = None
-    # QBO's limits per realm (QBO_API.md §3), enforced unless `limits` is False.
+    # QBO's limits per realm (QBO_API.md §3), enforced unless `limits` is False (the
+    # stats still measure them). Each batch item counts as a request; the batch counts
+    # are batch requests, per realm and app (client id) and per realm.
     limits: bool = True
     requests_per_minute: int = 500
+    requests_per_second: int = 10
     max_in_flight: int = 10
+    batch_requests_per_minute: int = 40
+    realm_batch_requests_per_minute: int = 120
     # Time QBO takes to answer a page of 1000 rows; smaller answers cost their share,
     # never less than 50 rows' worth; each wait is scaled by uniform [1-j, 1+j].
     latency_ms: float = 0.0
@@ -91,8 +104,10 @@ class EmulatorConfig:
         self._check_performance()
 
     def _check_performance(self) -> None:
-        if self.requests_per_minute < 1 or self.max_in_flight < 1:
-            raise ValueError("requests_per_minute and max_in_flight must be at least 1")
+        for name in LIMIT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
         if self.latency_ms < 0 or not 0 <= self.latency_jitter <= 1:
             raise ValueError("latency_ms must not be negative and latency_jitter is in [0, 1]")
         if self.timeout_seconds <= 0:

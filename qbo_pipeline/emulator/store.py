@@ -211,13 +211,13 @@ class Stats:
         }
 
     def _realm_json(self, realm: str, limits: Limits | None) -> dict:
-        meter = limits.meters.get(realm) if limits else None
+        """`throttled` counts every 429, injected ones too; `throttled_by_reason` only the
+        limits' own, with the peaks they saw (limits.py)."""
         return {
             "requests": self.requests[realm],
             "by_status": dict(self.statuses[realm]),
             "throttled": self.throttled[realm],
-            "peak_in_flight": meter.peak_in_flight if meter else 0,
-            "in_flight": meter.in_flight if meter else 0,
+            **(limits.report(realm) if limits else {}),
             "faults": dict(self.faults[realm]),
             "cdc_calls": self.cdc_calls[realm],
             "count_queries": self.count_queries[realm],
@@ -243,7 +243,7 @@ class EmulatorState:
         self.faults = InjectedFaults()
         fault_seed = config.seed if config.fault_seed is None else config.fault_seed
         self.fault_rates = FaultRates(config.faults, fault_seed)
-        self.limits = Limits(config.limits, config.requests_per_minute, config.max_in_flight)
+        self.limits = Limits.from_config(config)
         self.latency_ms = config.latency_ms
         self.latency_jitter = config.latency_jitter
         self.latency_random = random.Random(fault_seed + 1)
@@ -284,7 +284,7 @@ class EmulatorState:
 
     def reset_stats(self) -> None:
         self.stats = Stats()
-        self.limits.reset_peaks()
+        self.limits.reset_counters()
 
     def latency(self, rows: int) -> float:
         """Seconds an answer of `rows` rows takes: a share of a 1000-row page, jittered."""

@@ -3,12 +3,14 @@
 Every request goes through the realm's limiter, retries transient failures with
 exponential backoff and jitter (honouring Retry-After), and on a 401 asks its token
 source for a fresh token once before giving up. Faults of every shape become the typed
-errors of `faults`.
+errors of `faults`. Its waits between attempts go through `sleep`, so tests can see
+exactly how long it waited.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -100,6 +102,8 @@ class ChangeSet:
 
 
 def _backoff(initial: float, maximum: float) -> Callable[[RetryCallState], float]:
+    """Exponential with jitter; after a throttle, the Retry-After QBO sent (capped at
+    `maximum`), since retrying sooner only earns another 429."""
     exponential = wait_exponential_jitter(multiplier=initial, max=maximum)
 
     def wait(state: RetryCallState) -> float:
@@ -125,6 +129,7 @@ class QuickBooksClient:
         max_attempts: int = 8,
         backoff_initial: float = 0.5,
         backoff_max: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.realm_id = realm_id
@@ -138,6 +143,7 @@ class QuickBooksClient:
             retry=retry_if_exception(is_transient),
             wait=_backoff(backoff_initial, backoff_max),
             stop=stop_after_attempt(max_attempts),
+            sleep=sleep,
             reraise=True,
             before_sleep=self._log_retry,
         )
@@ -276,8 +282,9 @@ class QuickBooksClient:
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         log.warning(
-            "realm %s: attempt %d failed (%s); retrying",
+            "realm %s: attempt %d failed (%s); retrying in %.1f s",
             self.realm_id,
             state.attempt_number,
             str(error).splitlines()[0] if error else "unknown",
+            state.next_action.sleep if state.next_action else 0.0,
         )

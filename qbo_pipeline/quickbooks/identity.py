@@ -9,7 +9,8 @@ realm is checked against Intuit itself, both ways where both are available:
   of the discovery document's JWKS;
 - a `companyinfo/{realmId}` call with the new access token: QBO answers it only for the
   company the token was issued for (403 otherwise). It costs one API call per connect,
-  and it names the company for the page the user sees.
+  and it names the company for the page the user sees. It is an accounting request like
+  any other, so it takes a slot of the realm's limiter under the process's limits.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from qbo_pipeline.quickbooks.faults import (
     AuthorizationFailed,
     QuickBooksError,
 )
+from qbo_pipeline.quickbooks.limiter import DEFAULT_LIMITS, Limits
 from qbo_pipeline.quickbooks.oauth import OAuthClient, TokenSet
 
 
@@ -56,19 +58,31 @@ class Company:
     name: str | None
 
 
-def verify_grant(oauth: OAuthClient, tokens: TokenSet, realm_id: str, api_base_url: str) -> Company:
-    """The company the grant opens, if it is `realm_id`; RealmMismatch otherwise."""
+def verify_grant(
+    oauth: OAuthClient,
+    tokens: TokenSet,
+    realm_id: str,
+    api_base_url: str,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Company:
+    """The company the grant opens, if it is `realm_id`; RealmMismatch otherwise.
+
+    `limits` are the process's (`Runtime.limits`), so the check shares the realm's limiter
+    with every other request to that realm.
+    """
     if tokens.id_token is not None:
         named = oauth.id_token_realm(tokens.id_token)
         if named != realm_id:
             raise RealmMismatch(realm_id, f"Intuit's signed id_token names company {named}")
-    return Company(realm_id, company_name(tokens.access_token, realm_id, api_base_url))
+    return Company(realm_id, company_name(tokens.access_token, realm_id, api_base_url, limits))
 
 
-def company_name(access_token: str, realm_id: str, api_base_url: str) -> str | None:
+def company_name(
+    access_token: str, realm_id: str, api_base_url: str, limits: Limits = DEFAULT_LIMITS
+) -> str | None:
     """The CompanyName QBO answers for `realm_id` with this access token."""
     with QuickBooksClient(
-        base_url=api_base_url, realm_id=realm_id, tokens=FixedToken(access_token)
+        base_url=api_base_url, realm_id=realm_id, tokens=FixedToken(access_token), limits=limits
     ) as client:
         try:
             info = client.company_info()

@@ -1,8 +1,19 @@
-"""Per-realm request limiter: QBO's 500 requests a minute and 10 in flight, client side.
+"""Per-realm request limiter: QBO's limits for one app, kept on the client side.
 
-QBO meters every request a realm receives from an app, so every request a run makes for a
-realm takes a slot from the same limiter (`limiter_for`), whichever thread makes it.
-Staying under the limits costs a short wait here instead of a 429 and a 60 s penalty.
+Intuit meters each realm (QBO_API.md §3): 500 requests in any 60 s, 10 in any second, 10
+in flight, and for /batch 40 batch requests a minute, each of whose items also counts as a
+request. A request over any of them costs a 429 and, by Intuit's word, a minute's wait,
+so every request a run makes for a realm, token refreshes included, takes a slot from the
+same limiter (`limiter_for`), whichever thread makes it, and waits here instead.
+
+A request leaves a window one window length after QBO may have stamped it. QBO stamps a
+request when it arrives, a network delay after it was sent, and that delay varies (a
+busy connection, a retransmission): two requests spaced by exactly a window when sent can
+arrive closer. So a request counts as stamped `ARRIVAL_MARGIN` after it was sent: spacing
+requests by a window plus that margin holds on QBO's side as long as network delays
+differ by less. Counting from the answer instead would be safe against any delay, but
+would cost a request's whole duration per slot (10 a second at 300 ms answers would
+become 7.7).
 """
 
 from __future__ import annotations
@@ -12,53 +23,154 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 DEFAULT_REQUESTS_PER_MINUTE = 500
+DEFAULT_REQUESTS_PER_SECOND = 10
 DEFAULT_MAX_IN_FLIGHT = 10
+DEFAULT_BATCH_REQUESTS_PER_MINUTE = 40  # per realm and app; QBO's 120 per realm covers all apps
+SECOND = 1.0
+# How much later than its neighbour a request may reach QBO; see the module docstring.
+ARRIVAL_MARGIN = 0.1
 
 
 @dataclass(frozen=True)
 class Limits:
-    requests_per_window: int = DEFAULT_REQUESTS_PER_MINUTE
+    """One app's limits per realm; raise them only where Intuit granted more."""
+
+    requests_per_window: int = DEFAULT_REQUESTS_PER_MINUTE  # requests in any `window_seconds`
     window_seconds: float = 60.0
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    requests_per_second: int = DEFAULT_REQUESTS_PER_SECOND
+    batch_requests_per_window: int = DEFAULT_BATCH_REQUESTS_PER_MINUTE
+
+    def __post_init__(self) -> None:
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if spec.name == "window_seconds":
+                if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                    raise ValueError(f"Limits.window_seconds must be positive, not {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Limits.{spec.name} must be a positive integer, not {value!r}")
 
 
 DEFAULT_LIMITS = Limits()
 
 
+class _Entry:
+    """One request's share of a window, from when QBO may have stamped it."""
+
+    __slots__ = ("stamped", "weight")
+
+    def __init__(self, weight: int, stamped: float) -> None:
+        self.weight = weight
+        self.stamped = stamped  # when QBO may have counted it, at the latest
+
+
+class _Window:
+    """A sliding window: at most `limit` weight of requests within `seconds` of their end."""
+
+    def __init__(self, limit: int, seconds: float) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        self._entries: deque[_Entry] = deque()
+        self._used = 0
+
+    def cost(self, weight: int) -> int:
+        """A weight above the whole window takes all of it: a batch of 30 items waits for
+        an empty second rather than forever (the emulator charges it the same way)."""
+        return min(weight, self.limit)
+
+    def delay(self, weight: int, now: float) -> float:
+        """0 when `weight` fits now, else the seconds until it will."""
+        while self._entries and self._entries[0].stamped + self.seconds <= now:
+            self._used -= self._entries.popleft().weight
+        excess = self._used + self.cost(weight) - self.limit
+        if excess <= 0:
+            return 0.0
+        freed, free_at = 0, now
+        for entry in self._entries:  # the oldest leave first, `seconds` after their stamp
+            freed += entry.weight
+            free_at = max(free_at, entry.stamped + self.seconds)
+            if freed >= excess:
+                break
+        return free_at - now
+
+    def add(self, weight: int, now: float) -> _Entry:
+        entry = _Entry(self.cost(weight), now + ARRIVAL_MARGIN)
+        self._entries.append(entry)
+        self._used += entry.weight
+        return entry
+
+
 class RealmLimiter:
-    """A sliding-window rate limit plus a cap on concurrent requests, shared by threads."""
+    """The realm's windows and in-flight cap, shared by threads; admits in arrival order.
+
+    Waiters sleep on a condition: the first in line until its windows free (or a request
+    ends), the rest until the line moves. First come, first served, so a batch waiting for
+    an empty second is not overtaken forever by single requests.
+    """
 
     def __init__(
-        self, limits: Limits = DEFAULT_LIMITS, clock: Callable[[], float] = time.monotonic
-    ):
+        self,
+        limits: Limits = DEFAULT_LIMITS,
+        clock: Callable[[], float] = time.monotonic,
+        clock_rate: float = 1.0,
+    ) -> None:
+        """`clock_rate`: clock seconds per real second, for tests that run a faster clock."""
         self.limits = limits
         self._clock = clock
-        self._starts: deque[float] = deque()
-        self._in_flight = threading.BoundedSemaphore(limits.max_in_flight)
-        self._lock = threading.Lock()
+        self._clock_rate = clock_rate
+        self._requests = _Window(limits.requests_per_window, limits.window_seconds)
+        self._second = _Window(limits.requests_per_second, SECOND)
+        self._batches = _Window(limits.batch_requests_per_window, limits.window_seconds)
+        self._in_flight = 0
+        self._line: deque[object] = deque()
+        self._changed = threading.Condition()
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
-        """Hold one in-flight slot and one entry of the rate window for a request."""
-        with self._in_flight:
-            self._reserve_window_entry()
+    def slot(self, weight: int = 1, *, batch: bool = False) -> Iterator[None]:
+        """Hold a place in flight while the request runs, and `weight` requests of each
+        window (a batch's item count); a batch also takes one of the batch window."""
+        if weight < 1:
+            raise ValueError(f"a request weighs at least 1, not {weight}")
+        charges = [(self._requests, weight), (self._second, weight)]
+        if batch:
+            charges.append((self._batches, 1))
+        self._admit(charges)
+        try:
             yield
+        finally:
+            self._finish()
 
-    def _reserve_window_entry(self) -> None:
-        while True:
-            with self._lock:
-                now = self._clock()
-                horizon = now - self.limits.window_seconds
-                while self._starts and self._starts[0] <= horizon:
-                    self._starts.popleft()
-                if len(self._starts) < self.limits.requests_per_window:
-                    self._starts.append(now)
-                    return
-                wait = self._starts[0] - horizon
-            time.sleep(min(max(wait, 0.001), 1.0))
+    def _admit(self, charges: list[tuple[_Window, int]]) -> None:
+        ticket = object()
+        with self._changed:
+            self._line.append(ticket)
+            try:
+                while (delay := self._delay(ticket, charges)) != 0:
+                    self._changed.wait(None if delay is None else delay / self._clock_rate)
+            finally:
+                self._line.remove(ticket)
+                self._changed.notify_all()  # the next in line may fit as well
+            self._in_flight += 1
+            now = self._clock()
+            for window, weight in charges:
+                window.add(weight, now)
+
+    def _delay(self, ticket: object, charges: list[tuple[_Window, int]]) -> float | None:
+        if self._line[0] is not ticket or self._in_flight >= self.limits.max_in_flight:
+            return None
+        now = self._clock()
+        longest = 0.0
+        for window, weight in charges:
+            longest = max(longest, window.delay(weight, now))
+        return longest
+
+    def _finish(self) -> None:
+        with self._changed:
+            self._in_flight -= 1
+            self._changed.notify_all()
 
 
 _registry: dict[tuple[str, str, Limits], RealmLimiter] = {}
@@ -67,7 +179,7 @@ _registry_lock = threading.Lock()
 
 def limiter_for(base_url: str, realm_id: str, limits: Limits = DEFAULT_LIMITS) -> RealmLimiter:
     """The process-wide limiter of one realm at one API host."""
-    key = (base_url, realm_id, limits)
+    key = (base_url.rstrip("/"), realm_id, limits)
     with _registry_lock:
         if key not in _registry:
             _registry[key] = RealmLimiter(limits)

@@ -10,6 +10,11 @@ per-process lock in front of it keeps threads of one process from polling the le
 No database lock is held while Intuit answers, so a hung token endpoint delays only its
 own realm, and only for the refresh's deadline (`oauth.REFRESH_DEADLINE`).
 
+A refresh counts against the realm's request limits like the run's API calls, so it
+takes a slot of the realm's limiter when one is given. It takes it before the lease, so
+waiting for the slot never eats into the lease a refresh must finish within, and after
+the per-process lock, so at most one thread of a process holds a slot while it waits.
+
 Once Intuit has rotated the refresh token the old one may be dead, so saving the new one
 is retried in fresh transactions; if that still fails, the failure is logged with
 fingerprints and recorded as an event (which alerts), never lost silently.
@@ -23,11 +28,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 
 from tenacity import Retrying, stop_after_attempt, wait_exponential
 
 from qbo_pipeline.quickbooks.faults import InvalidGrant, QuickBooksError
+from qbo_pipeline.quickbooks.limiter import RealmLimiter
 from qbo_pipeline.quickbooks.oauth import OAuthClient, TokenSet
 from qbo_pipeline.vault.errors import ReauthorizationRequired, RotatedTokenNotSaved
 from qbo_pipeline.vault.store import (
@@ -52,10 +59,13 @@ class TokenProvider:
         oauth: OAuthClient,
         *,
         refresh_margin: timedelta = DEFAULT_REFRESH_MARGIN,
+        limiter: Callable[[str], RealmLimiter] | None = None,
     ) -> None:
+        """`limiter`: the realm's request limiter by realm id (`Runtime.limiter`)."""
         self.store = store
         self.oauth = oauth
         self.refresh_margin = refresh_margin
+        self._limiter = limiter
         self._realm_locks: dict[str, threading.Lock] = {}
         self._realm_locks_guard = threading.Lock()
         # The last tokens read per realm: every API request asks for a token, and reading
@@ -115,7 +125,7 @@ class TokenProvider:
     ) -> str:
         self._cache.pop(realm_id, None)
         self._discover(realm_id)
-        with self._realm_lock(realm_id):
+        with self._realm_lock(realm_id), self._slot(realm_id):
             held = self.store.lease(realm_id, satisfied=done)
             if isinstance(held, DecryptedTokens):  # another worker's refresh did it
                 return held.access_token
@@ -129,6 +139,9 @@ class TokenProvider:
                 return self._refresh_leased(current, refresh_token if callers_own else None)
             finally:
                 self.store.release(held)
+
+    def _slot(self, realm_id: str) -> AbstractContextManager[None]:
+        return self._limiter(realm_id).slot() if self._limiter is not None else nullcontext()
 
     def _discover(self, realm_id: str) -> None:
         """Read Intuit's discovery document before taking the lease, which then covers only

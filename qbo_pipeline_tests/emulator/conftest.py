@@ -11,6 +11,7 @@ import pytest
 
 from qbo_pipeline.emulator.config import EmulatorConfig
 from qbo_pipeline.emulator.server import EmulatorServer
+from qbo_pipeline.quickbooks.limiter import limiter_for
 
 CLIENT_ID = "emulator-test-app"
 CLIENT_SECRET = "not-a-real-secret"
@@ -20,18 +21,28 @@ ACCOUNTING = "com.intuit.quickbooks.accounting"
 
 @dataclass
 class Connection:
-    """An httpx client holding one authorised grant on an emulator."""
+    """An httpx client holding one authorised grant on an emulator.
+
+    A paced connection obeys QBO's limits through the realm's limiter, as the pipeline's
+    client does, so tests about something else never meet a 429; tests of the limits
+    themselves use unpaced ones (the `connected` factory).
+    """
 
     server: EmulatorServer
     http: httpx.Client
     realm_id: str
     tokens: dict
+    paced: bool = True
 
     def api(self, method: str, path: str, **kwargs) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.tokens['access_token']}"}
         headers.update(kwargs.pop("headers", {}))
         url = f"/v3/company/{self.realm_id}/{path}"
-        return self.http.request(method, url, headers=headers, **kwargs)
+        if not self.paced:
+            return self.http.request(method, url, headers=headers, **kwargs)
+        limiter = limiter_for(self.server.base_url, self.realm_id)
+        with limiter.slot(_batch_items(path, kwargs.get("json")), batch=path == "batch"):
+            return self.http.request(method, url, headers=headers, **kwargs)
 
     def query(self, statement: str) -> httpx.Response:
         return self.api("GET", "query", params={"query": statement, "minorversion": "75"})
@@ -41,6 +52,12 @@ class Connection:
         assert response.status_code == 200, response.text
         body = response.json()["QueryResponse"]
         return next((value for value in body.values() if isinstance(value, list)), [])
+
+
+def _batch_items(path: str, body: object) -> int:
+    """A request's weight in the limits: a batch's item count, else 1."""
+    items = body.get("BatchItemRequest") if path == "batch" and isinstance(body, dict) else None
+    return len(items) if isinstance(items, list) and items else 1
 
 
 def authorize(http: httpx.Client, scope: str = ACCOUNTING, **overrides: str) -> httpx.Response:
@@ -92,7 +109,11 @@ def consent_to(http: httpx.Client, realm_id: str) -> None:
 
 
 def connect(
-    server: EmulatorServer, scope: str = ACCOUNTING, realm_id: str | None = None
+    server: EmulatorServer,
+    scope: str = ACCOUNTING,
+    realm_id: str | None = None,
+    *,
+    paced: bool = True,
 ) -> Connection:
     """A new grant; for `realm_id`, the user picks that company on the consent page."""
     http = httpx.Client(base_url=server.base_url, timeout=10)
@@ -106,7 +127,7 @@ def connect(
     }
     response = token_request(http, form)
     assert response.status_code == 200, response.text
-    return Connection(server, http, params["realmId"], response.json())
+    return Connection(server, http, params["realmId"], response.json(), paced)
 
 
 @pytest.fixture(scope="module")
@@ -125,14 +146,15 @@ def qbo(emulator: EmulatorServer) -> Iterator[Connection]:
 
 @pytest.fixture
 def connected() -> Iterator:
-    """Factory: a private server with the given config and one connection to it."""
+    """Factory: a private server with the given config and one unpaced connection to it,
+    free to break the limits."""
     started: list[tuple[EmulatorServer, Connection]] = []
 
     def _connected(**config) -> Connection:
         server = EmulatorServer(
             EmulatorConfig(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, **config)
         ).start()
-        connection = connect(server)
+        connection = connect(server, paced=False)
         started.append((server, connection))
         return connection
 

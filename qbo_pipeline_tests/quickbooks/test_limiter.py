@@ -1,43 +1,189 @@
-"""The limiter never lets more than the window's requests or the in-flight cap through."""
+"""The limiter never lets more than a window's requests or the in-flight cap through."""
 
+from __future__ import annotations
+
+import random
 import threading
 import time
+from bisect import bisect_left
 from concurrent.futures import ThreadPoolExecutor
 
-from qbo_pipeline.quickbooks.limiter import Limits, RealmLimiter, limiter_for
+import pytest
+
+from qbo_pipeline.quickbooks.limiter import ARRIVAL_MARGIN, Limits, RealmLimiter, limiter_for
+
+SPEED = 50.0  # clock seconds per real second: a minute's window passes in 1.2 s
 
 
-def test_window_and_in_flight_caps_hold_under_contention():
-    limits = Limits(requests_per_window=20, window_seconds=0.5, max_in_flight=3)
-    limiter = RealmLimiter(limits)
-    starts: list[float] = []
+class FastClock:
+    """Monotonic time running SPEED times faster, from 0."""
+
+    def __init__(self) -> None:
+        self._origin = time.monotonic()
+
+    def __call__(self) -> float:
+        return (time.monotonic() - self._origin) * SPEED
+
+
+class ManualClock:
+    """A clock that moves only when the test says so, and counts how often it is read."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return self.now
+
+
+def most_within(stamps: list[float], seconds: float, weights: list[int] | None = None) -> int:
+    """The largest total weight of stamps in any window [t, t + seconds)."""
+    order = sorted(range(len(stamps)), key=stamps.__getitem__)
+    times = [stamps[i] for i in order]
+    sizes = [weights[i] if weights else 1 for i in order]
+    totals = [0]
+    for size in sizes:
+        totals.append(totals[-1] + size)
+    return max(
+        totals[bisect_left(times, start + seconds)] - totals[i] for i, start in enumerate(times)
+    )
+
+
+def run(
+    limiter: RealmLimiter,
+    clock,
+    requests: list[tuple[int, bool]],
+    threads: int,
+    longest: float = 0.004,
+) -> dict:
+    """Send `requests` ((weight, batch) each) from `threads` threads, each lasting up to
+    `longest` real seconds; what started when."""
+    starts: list[tuple[float, int, bool]] = []
     in_flight = peak = 0
     lock = threading.Lock()
+    rng = random.Random(5)
 
-    def request(_: int) -> None:
+    def request(spec: tuple[int, bool]) -> None:
         nonlocal in_flight, peak
-        with limiter.slot():
+        weight, batch = spec
+        with limiter.slot(weight, batch=batch):
             with lock:
-                starts.append(time.monotonic())
+                starts.append((clock(), weight, batch))
                 in_flight += 1
                 peak = max(peak, in_flight)
-            time.sleep(0.005)
+            time.sleep(rng.uniform(0, longest))
             with lock:
                 in_flight -= 1
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(request, range(50)))
-
-    assert peak <= 3
-    starts.sort()
-    # The test stamps a request just after the limiter admitted it; allow that skew.
-    window = limits.window_seconds - 0.02
-    for i, start in enumerate(starts):
-        in_window = [s for s in starts[i:] if s - start < window]
-        assert len(in_window) <= 20
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(request, requests))
+    return {"starts": starts, "peak": peak}
 
 
-def test_one_limiter_per_realm_and_host():
+def test_every_window_and_the_in_flight_cap_hold_under_many_threads():
+    clock = FastClock()
+    limiter = RealmLimiter(Limits(), clock=clock, clock_rate=SPEED)
+    result = run(limiter, clock, [(1, False)] * 300, threads=32)
+    stamps = [start for start, _, _ in result["starts"]]
+
+    assert len(stamps) == 300 and result["peak"] <= 10
+    assert most_within(stamps, 1.0) == 10  # held, and used
+    assert most_within(stamps, 60.0) <= 500
+    assert max(stamps) - min(stamps) > 29  # 300 requests at 10 a second
+
+
+def test_the_minute_window_holds_when_the_second_would_allow_more():
+    # 50 a second would make 3000 a minute: only the 500 a minute stop them.
+    clock = FastClock()
+    limiter = RealmLimiter(Limits(requests_per_second=50), clock=clock, clock_rate=SPEED)
+    result = run(limiter, clock, [(1, False)] * 600, threads=32, longest=0)
+    stamps = [start for start, _, _ in result["starts"]]
+
+    assert len(stamps) == 600 and result["peak"] <= 10
+    assert most_within(stamps, 1.0) <= 50
+    assert most_within(stamps, 60.0) == 500  # held, and used
+    assert max(stamps) - min(stamps) > 60  # the last 100 waited for the first to leave
+
+
+def test_batches_weigh_their_items_and_take_a_slot_of_the_batch_window():
+    clock = FastClock()
+    limits = Limits(batch_requests_per_window=6)
+    limiter = RealmLimiter(limits, clock=clock, clock_rate=SPEED)
+    requests = [(30, True), (5, True)] * 6 + [(1, False)] * 200
+    random.Random(3).shuffle(requests)
+    result = run(limiter, clock, requests, threads=16)
+    stamps = [start for start, _, _ in result["starts"]]
+    items = [weight for _, weight, _ in result["starts"]]
+    batches = [start for start, _, batch in result["starts"] if batch]
+
+    assert len(stamps) == len(requests) and result["peak"] <= 10
+    # A batch of 30 cannot fit a second of 10: it takes the whole second, no more.
+    assert most_within(stamps, 1.0, [min(item, 10) for item in items]) <= 10
+    assert most_within(stamps, 60.0, items) <= 500
+    assert most_within(batches, 60.0) <= 6
+    assert max(batches) - min(batches) >= 60  # twelve batches need two minutes' windows
+
+
+def test_a_batch_waits_for_an_empty_second_without_spinning():
+    clock = ManualClock()
+    limiter = RealmLimiter(Limits(), clock=clock, clock_rate=10.0)
+    for _ in range(3):
+        with limiter.slot():
+            pass  # three requests sent at 0: the second holds 3 of 10
+    admitted = threading.Event()
+
+    def batch() -> None:
+        with limiter.slot(30, batch=True):
+            admitted.set()
+
+    waiter = threading.Thread(target=batch)
+    waiter.start()
+    time.sleep(0.3)
+    assert not admitted.is_set()
+    # Asleep, not polling: the clock was read once per wake-up (every 0.1 s real).
+    assert clock.reads < 15
+    clock.now = 1.0 + ARRIVAL_MARGIN - 0.01
+    assert not admitted.wait(0.3)
+    clock.now = 1.0 + ARRIVAL_MARGIN  # the three left the window
+    assert admitted.wait(2)
+    waiter.join()
+
+
+def test_a_request_leaves_the_window_a_window_and_a_margin_after_it_was_sent():
+    """QBO counts a request when it arrives: a window after the send plus ARRIVAL_MARGIN,
+    however long the answer took, keeps two requests a window apart on QBO's side."""
+    clock = ManualClock()
+    limiter = RealmLimiter(Limits(requests_per_second=1), clock=clock, clock_rate=10.0)
+    admitted = threading.Event()
+    with limiter.slot():
+        clock.now = 0.3  # the answer
+
+    def second() -> None:
+        with limiter.slot():
+            admitted.set()
+
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    clock.now = 1.0 + ARRIVAL_MARGIN - 0.01  # a second after the send, not after its arrival
+    assert not admitted.wait(0.3)
+    clock.now = 1.0 + ARRIVAL_MARGIN
+    assert admitted.wait(2)
+    waiter.join()
+
+
+def test_limits_are_positive_numbers_and_default_to_intuits():
+    assert Limits() == Limits(500, 60.0, 10, 10, 40)
+    with pytest.raises(ValueError, match="requests_per_second"):
+        Limits(requests_per_second=0)
+    with pytest.raises(ValueError, match="window_seconds"):
+        Limits(window_seconds=0)
+    with pytest.raises(ValueError, match="at least 1"), RealmLimiter().slot(0):
+        pass
+
+
+def test_one_limiter_per_realm_host_and_limits():
     a = limiter_for("http://h", "1")
-    assert limiter_for("http://h", "1") is a
+    assert limiter_for("http://h/", "1") is a
     assert limiter_for("http://h", "2") is not a
+    assert limiter_for("http://h", "1", Limits(max_in_flight=2)) is not a

@@ -113,7 +113,7 @@ def _materializations(
         "dagster/row_count": warehouse.count(entity.table, realm),
         "rows_loaded": result.rows,
         "rows_deleted": result.deleted,
-        "pages": result.pages,
+        "api_requests": result.requests,
         "mode": result.mode,
         "webhook_events": events,
         "seconds": round(result.seconds, 3),
@@ -197,7 +197,7 @@ def build_entity_asset(entity: Entity, *, warehouse_kind: str) -> dg.AssetsDefin
                 context.log.info(
                     f"realm {realm} {entity.name}: {result.mode} sync wrote {result.rows} rows "
                     f"and {result.lines} lines, marked {result.deleted} deleted, from "
-                    f"{result.pages} pages in {result.seconds:.1f} s"
+                    f"{result.requests} API requests in {result.seconds:.1f} s"
                 )
                 yield from _materializations(entity, result, store, len(events))
 

@@ -2,7 +2,7 @@
 
 - `live_rows_match_qbo` (each entity table, per realm partition): the warehouse holds as
   many rows as QBO counts. Costs one API call (a COUNT query) per entity per run, so
-  webhook runs leave it out (qbo_webhook_sensor selects their checks).
+  only the daily reconciliation and runs started by hand make it (`check_keys`).
 - `lines_have_their_parent` (each line table, per realm partition): no line without its
   invoice; SQL in the warehouse, no API call.
 - `realms_synced_recently` (every table, across realms): each connected realm has been
@@ -25,6 +25,12 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from qbo_pipeline.defs.assets import table_key
+from qbo_pipeline.defs.check_keys import (
+    FRESHNESS_CHECK,
+    LIVE_ROWS_CHECK,
+    ORPHAN_LINES_CHECK,
+    entity_keys,
+)
 from qbo_pipeline.defs.partitions import realm_partitions
 from qbo_pipeline.defs.resources import QuickBooksResource, WarehouseResource
 from qbo_pipeline.defs.schedules import (
@@ -41,9 +47,6 @@ from qbo_pipeline.warehouse import schema
 from qbo_pipeline.warehouse.base import Warehouse
 from qbo_pipeline.warehouse.sql import quote
 
-LIVE_ROWS_CHECK = "live_rows_match_qbo"
-ORPHAN_LINES_CHECK = "lines_have_their_parent"
-FRESHNESS_CHECK = "realms_synced_recently"
 EXAMPLES = 5  # ids named in a failing check's metadata and description
 # Read by build_sensor_for_freshness_checks: when a passing check could next fail.
 FRESH_UNTIL = "dagster/fresh_until_timestamp"
@@ -328,9 +331,6 @@ def _checked_connections(
 
 
 def build_freshness_check(entity: Entity, cron: str) -> dg.AssetChecksDefinition:
-    keys = [table_key(entity.table)]
-    if entity.lines:
-        keys.append(table_key(entity.lines.table))
     specs = [
         dg.AssetCheckSpec(
             FRESHNESS_CHECK,
@@ -338,7 +338,7 @@ def build_freshness_check(entity: Entity, cron: str) -> dg.AssetChecksDefinition
             description=f"Every connected realm materialised within two runs of "
             f"{SYNC_CRON_VARIABLE} ({cron!r}) and {_duration(OVERDUE_GRACE)}; no API call.",
         )
-        for key in keys
+        for key in entity_keys(entity)
     ]
 
     @dg.multi_asset_check(name=f"{entity.table}_{FRESHNESS_CHECK}", specs=specs, can_subset=True)
@@ -362,14 +362,6 @@ def build_freshness_check(entity: Entity, cron: str) -> dg.AssetChecksDefinition
             yield _freshness_result(check_key.asset_key, realms, cron, now)
 
     return _check
-
-
-def without_api_calls(entity: Entity) -> list[dg.AssetCheckKey]:
-    """The per-realm checks of an entity's tables that call no API: what a webhook run,
-    which reads a few Ids, can afford."""
-    if entity.lines is None:
-        return []
-    return [dg.AssetCheckKey(table_key(entity.lines.table), ORPHAN_LINES_CHECK)]
 
 
 live_rows_checks = [build_live_rows_check(entity) for entity in ENTITIES]

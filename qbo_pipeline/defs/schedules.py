@@ -34,6 +34,7 @@ import dagster as dg
 from dagster._utils.schedules import cron_string_iterator, is_valid_cron_string
 
 from qbo_pipeline.defs import jobs
+from qbo_pipeline.defs.check_keys import entity_keys, hourly_checks
 from qbo_pipeline.defs.partitions import realm_partitions
 from qbo_pipeline.defs.resources import QuickBooksResource
 from qbo_pipeline.defs.runs import busy_realms
@@ -129,7 +130,14 @@ def _tick_label(context: dg.ScheduleEvaluationContext) -> str:
 
 
 def _per_realm_schedule(
-    name: str, cron: str, description: str, *, key: str, skip_busy: bool, run_config: dict
+    name: str,
+    cron: str,
+    description: str,
+    *,
+    key: str,
+    skip_busy: bool,
+    run_config: dict,
+    checks: list[dg.AssetCheckKey] | None = None,
 ) -> dg.ScheduleDefinition:
     """A schedule requesting one qbo_sync run per due realm, keyed by realm and tick."""
 
@@ -157,7 +165,11 @@ def _per_realm_schedule(
         tick = _tick_label(context)
         return [
             dg.RunRequest(
-                partition_key=realm, run_key=f"{key}-{realm}-{tick}", run_config=run_config
+                partition_key=realm,
+                run_key=f"{key}-{realm}-{tick}",
+                run_config=run_config,
+                asset_selection=None if checks is None else ALL_TABLES,
+                asset_check_keys=checks,
             )
             for realm in realms.due
         ]
@@ -174,6 +186,8 @@ def build_incremental_schedule(cron: str) -> dg.ScheduleDefinition:
         key="incremental",
         skip_busy=True,
         run_config={},
+        # Counting every table against QBO each hour would cost more calls than the sync.
+        checks=[check for entity in ENTITIES for check in hourly_checks(entity)],
     )
 
 
@@ -196,6 +210,7 @@ def build_reconciliation_schedule(cron: str) -> dg.ScheduleDefinition:
     )
 
 
+ALL_TABLES = [key for entity in ENTITIES for key in entity_keys(entity)]
 SYNC_CRON = sync_cron()
 qbo_incremental_schedule = build_incremental_schedule(SYNC_CRON)
 qbo_reconciliation_schedule = build_reconciliation_schedule(reconcile_cron())

@@ -14,14 +14,13 @@ from collections import defaultdict
 import dagster as dg
 
 from qbo_pipeline.defs import jobs
-from qbo_pipeline.defs.assets import table_key
-from qbo_pipeline.defs.checks import without_api_calls
+from qbo_pipeline.defs.check_keys import entity_keys, without_api_calls
 from qbo_pipeline.defs.partitions import realm_partitions
 from qbo_pipeline.defs.resources import QuickBooksResource
 from qbo_pipeline.defs.runs import busy_realms, failed_attempts
 from qbo_pipeline.errors import PipelineError
 from qbo_pipeline.inbox import PendingWork
-from qbo_pipeline.quickbooks.catalog import Entity, entity
+from qbo_pipeline.quickbooks.catalog import entity
 from qbo_pipeline.vault.store import ConnectionStatus
 
 TRIGGER_TAG = "qbo/trigger"
@@ -79,7 +78,7 @@ def _run_request(
     return dg.RunRequest(
         partition_key=realm,
         run_key=f"webhooks-{realm}-{through}-{attempt}",
-        asset_selection=[key for e in entities for key in _keys(e)],
+        asset_selection=[key for e in entities for key in entity_keys(e)],
         # Only the checks that cost no API call: the run stays at what its events need.
         asset_check_keys=[key for e in entities for key in without_api_calls(e)],
         run_config={
@@ -87,13 +86,6 @@ def _run_request(
         },
         tags=tags,
     )
-
-
-def _keys(catalog_entity: Entity) -> list[dg.AssetKey]:
-    keys = [table_key(catalog_entity.table)]
-    if catalog_entity.lines:
-        keys.append(table_key(catalog_entity.lines.table))
-    return keys
 
 
 def _why_waiting(realm: str, busy: set[str], active: set[str]) -> str:

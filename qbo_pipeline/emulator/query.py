@@ -377,8 +377,9 @@ class Keyset:
     """A plan answerable from the (LastUpdatedTime, Id) index without a scan.
 
     The bounds come from the LastUpdatedTime conditions; every other condition (and the
-    implied `Active = true` of name-lists) is tested on the rows inside them. This is the
-    shape of the sync's keyset-paged ranges, so a page costs O(log n + page).
+    implied `Active = true` of name-lists) is tested on the rows inside them; `Active IN
+    (true, false)` tests nothing. This is the shape of the sync's windows, so a page costs
+    O(log n + page), at any offset.
     """
 
     low: float | None = None
@@ -472,9 +473,18 @@ def _keyset(
         if indexed and condition.operator in _COMPARISONS:
             value = _literal_value(schema.properties[position], condition.values[0])
             keyset = keyset.narrowed(condition.operator, value)
-        else:
+        elif not _admits_every_flag(schema, condition):
             residual.append(predicate)
     return replace(keyset, residual=tuple(residual))
+
+
+def _admits_every_flag(schema: Schema, condition: Condition) -> bool:
+    """`Active IN (true, false)`, which every sync sends to see inactive rows too: testing
+    it row by row would make an offset page cost a walk from the window's start."""
+    prop = schema.properties[schema.position(condition.property)]
+    if prop.type is not ColumnType.BOOLEAN or condition.operator != "IN":
+        return False
+    return {_literal_value(prop, value) for value in condition.values} == {True, False}
 
 
 def _predicate(schema: Schema, condition: Condition) -> Predicate:

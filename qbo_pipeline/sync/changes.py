@@ -80,7 +80,7 @@ def apply_changes(
     started = time.monotonic()
     plan = plan_changes(entity, events)
     with BatchWriter(warehouse, entity, client.realm_id, batch_rows, None) as writer:
-        found, pages = write_by_ids(client, entity, plan.read, writer)
+        found, requests = write_by_ids(client, entity, plan.read, writer)
     gone: list[Deletion] = [(i, at) for i, at in plan.removed_if_absent.items() if i not in found]
     deleted = 0
     for reason, deletions in (
@@ -97,7 +97,7 @@ def apply_changes(
         rows=writer.rows,
         lines=writer.lines,
         deleted=deleted,
-        pages=pages,
+        requests=requests,
         fetched=writer.fetched,
         seconds=time.monotonic() - started,
         cursor=None,

@@ -1,68 +1,30 @@
-"""Finding what QBO deleted: CDC for recent changes, reconciliation when CDC cannot reach.
+"""Reading rows by Id: what tells a deleted row from one that moved.
 
-Transactions are hard-deleted in QBO and vanish from queries; only CDC reports them, for
-30 days back, 1000 objects per answer (oldest first). When the last sync is older than
-that, or CDC has more than it can page through, the engine reads the entity in full and
+Transactions are hard-deleted in QBO and vanish from queries; only CDC reports them
+(`cdc`), for 30 days back. When the last sync is older than that, or CDC could not page
+through a bulk change and the counts differ, the engine reads the entity in full and
 reconciles: a stored row that was not read is deleted, unless QBO still returns it by Id
-(it was changed during the read and moved past the run's bound). When CDC could not page
-through a bulk change, counting first often spares that full read: if QBO holds as many
-rows as the warehouse has live ones, nothing else was deleted.
+(it was changed during the read and moved past the run's bound). Webhook runs read the
+Ids their events name the same way.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from qbo_pipeline.quickbooks.catalog import Entity
 from qbo_pipeline.quickbooks.client import QuickBooksClient
 from qbo_pipeline.quickbooks.query import select_by_ids
-from qbo_pipeline.quickbooks.timestamps import parse_instant
 from qbo_pipeline.sync.batches import BatchWriter
 from qbo_pipeline.sync.reading import Page
 
 log = logging.getLogger(__name__)
 
-CDC_REACH = timedelta(days=30)
-# Stay clear of the edge: QBO's clock and ours differ, and a run takes time.
-CDC_MARGIN = timedelta(hours=12)
-CDC_MAX_OBJECTS = 1000
 IDS_PER_QUERY = 200  # Id IN (...) lists; long statements go in a POST body
 
 Deletion = tuple[str, datetime]
-
-
-def cdc_reaches(since: datetime, now: datetime) -> bool:
-    return now - since < CDC_REACH - CDC_MARGIN
-
-
-def deletions_from_cdc(
-    client: QuickBooksClient, entity: Entity, since: datetime
-) -> tuple[list[Deletion], bool]:
-    """Deleted (Id, instant) since `since`, and whether CDC reported all of them.
-
-    A full answer (1000 objects) is continued from its last LastUpdatedTime; a full answer
-    within one second (a bulk change) cannot be continued, and only part is known.
-    """
-    deletions: list[Deletion] = []
-    position = since
-    while True:
-        answer = client.cdc([entity], position)
-        deletions.extend(answer.deleted(entity))
-        objects = answer.changed.get(entity.name, [])
-        if len(objects) < CDC_MAX_OBJECTS:
-            return deletions, True
-        last = max(parse_instant(o["MetaData"]["LastUpdatedTime"]) for o in objects)
-        if last <= position:
-            log.info(
-                "realm %s %s: over %d changes within one second; CDC cannot page further",
-                client.realm_id,
-                entity.name,
-                CDC_MAX_OBJECTS,
-            )
-            return deletions, False
-        position = last
 
 
 def read_by_ids(

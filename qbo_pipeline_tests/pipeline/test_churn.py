@@ -3,18 +3,21 @@ more incremental run makes the warehouse equal to the source.
 
 Offset paging (STARTPOSITION) over rows ordered by LastUpdatedTime skips a row each time
 an earlier row is updated (it jumps to the end and every later row shifts back one); the
-engine's keyset-paged time ranges must not.
+engine's overlapping pages, whose seams are checked and read again when torn, must not.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 
 import httpx
 
 from qbo_pipeline.quickbooks.catalog import CUSTOMER, INVOICE
+from qbo_pipeline.quickbooks.limiter import Limits, RealmLimiter
+from qbo_pipeline.quickbooks.timestamps import parse_instant
 from qbo_pipeline.sync.engine import SyncOptions, sync_entity
 from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals
 
@@ -49,11 +52,12 @@ class ChurningClient:
             change = {"PrivateNote": f"edited {self._random.random():.6f}"}
         record_id = self._random.choice(sorted(records))
         current = records[record_id]
-        response = self._company.api(
-            "POST",
-            path,
-            json={"Id": record_id, "SyncToken": current["SyncToken"], "sparse": True, **change},
-        )
+        with self._client.limiter.slot():  # QBO meters the edit with the sync's requests
+            response = self._company.api(
+                "POST",
+                path,
+                json={"Id": record_id, "SyncToken": current["SyncToken"], "sparse": True, **change},
+            )
         assert response.status_code == 200, response.text
         records[record_id] = response.json()[entity]
         self.changed.add((entity, record_id))
@@ -86,6 +90,59 @@ def test_rows_changed_mid_sync_never_hide_unchanged_rows(connect):
         for entity in (CUSTOMER, INVOICE):
             sync_entity(client, wh, entity, options)
         assert_warehouse_equals(wh, company.realm_id, company.entities)
+
+
+class EditingBetweenPages:
+    """The real client, read one page at a time; right after the second page, the oldest
+    `edits` customers are edited, so every later customer shifts back that many places."""
+
+    def __init__(self, client, company, edits: int) -> None:
+        self._client, self._company, self._edits = client, company, edits
+        self.edited: set[str] = set()
+        self.pages = 0
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def query(self, statement: str):
+        page = self._client.query(statement)
+        self.pages += 1
+        if self.pages == 2:
+            oldest = sorted(
+                self._company.entities("Customer"),
+                key=lambda c: (parse_instant(c["MetaData"]["LastUpdatedTime"]), int(c["Id"])),
+            )
+            for customer in oldest[: self._edits]:
+                response = self._company.api(
+                    "POST",
+                    "customer",
+                    json={"Id": customer["Id"], "SyncToken": customer["SyncToken"],
+                          "sparse": True, "Notes": "moved to the end"},
+                )  # fmt: skip
+                assert response.status_code == 200, response.text
+                self.edited.add(customer["Id"])
+        return page
+
+
+def test_a_seam_torn_by_rows_leaving_the_window_is_read_again(connect, caplog):
+    """Fifteen rows leave the window between two pages that overlap by ten: the next page
+    starts five rows past the end of the one before, and those five rows must be read."""
+    # The edits come from another limiter than the reader's: QBO's 10 a second would
+    # count both, and this test is about the seam, not the limits.
+    company = connect(customers=300, invoices=5, requests_per_second=100)
+    before = {c["Id"]: c["SyncToken"] for c in company.entities("Customer")}
+    one_at_a_time = RealmLimiter(Limits(max_in_flight=1))
+    caplog.set_level(logging.INFO, logger="qbo_pipeline.sync.reading")
+    with company.quick_client(limiter=one_at_a_time) as client, company.runtime.warehouse() as wh:
+        editing = EditingBetweenPages(client, company, edits=15)
+        result = sync_entity(editing, wh, CUSTOMER, SyncOptions(page_size=50))
+        stored = dict(wh.query("SELECT id, sync_token FROM qbo.customers"))
+
+    unchanged = {id_: int(token) for id_, token in before.items() if id_ not in editing.edited}
+    assert sorted(set(unchanged) - set(stored)) == []
+    assert {id_: stored[id_] for id_ in unchanged} == unchanged
+    assert result.rows == len(stored)
+    assert "reading" in caplog.text and "again" in caplog.text  # the seam, read once more
 
 
 def test_more_rows_in_one_second_than_a_page_holds(connect, tmp_path, fixtures_dir):

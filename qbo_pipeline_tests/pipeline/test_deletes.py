@@ -4,13 +4,9 @@ active = false."""
 
 from __future__ import annotations
 
-from collections import Counter
-from datetime import datetime
-
 import httpx
 
 from qbo_pipeline.quickbooks.catalog import CUSTOMER, INVOICE
-from qbo_pipeline.quickbooks.timestamps import parse_instant
 from qbo_pipeline.sync.engine import SyncOptions, sync_entity
 from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals
 
@@ -42,26 +38,6 @@ def deleted_in_warehouse(company) -> set[str]:
             "AND deleted_at IS NOT NULL"
         )
     return {row[0] for row in rows}
-
-
-def first_sync_bound(company) -> datetime:
-    with company.runtime.warehouse() as wh:
-        cursor = wh.cursor(company.realm_id, INVOICE.name)
-    assert cursor is not None
-    return cursor - OPTIONS.overlap
-
-
-def seconds_holding_a_page(company, *, since: datetime) -> int:
-    """How many seconds (from `since`) hold at least a page of customers or of invoices:
-    the reader counts each such second's rows before reading it by offset."""
-    seconds = 0
-    for entity in (CUSTOMER, INVOICE):
-        stamps = Counter(
-            parse_instant(row["MetaData"]["LastUpdatedTime"]).replace(microsecond=0)
-            for row in company.entities(entity.name)
-        )
-        seconds += sum(1 for at, n in stamps.items() if at >= since and n >= OPTIONS.page_size)
-    return seconds
 
 
 def realm_stats(company) -> dict:
@@ -105,9 +81,8 @@ def test_a_sync_older_than_cdc_reaches_falls_back_to_reconciliation(connect):
     company = connect(customers=40, invoices=120)
     sync_both(company)
     gone = delete_invoices(company, 3)
-    httpx.post(
-        f"{company.emulator.base_url}/_emulator/clock", json={"advance_seconds": 31 * 86400}
-    ).raise_for_status()
+    with company.runtime.warehouse() as wh:  # the last sync, 31 days ago
+        wh.query("UPDATE qbo._sync_state SET cursor = cursor - INTERVAL 31 DAY")
     reset_stats(company)
 
     results = sync_both(company)
@@ -118,6 +93,27 @@ def test_a_sync_older_than_cdc_reaches_falls_back_to_reconciliation(connect):
     with company.runtime.warehouse() as wh:
         assert_warehouse_equals(wh, company.realm_id, company.entities)
     assert realm_stats(company)["cdc_calls"] == 0  # CDC reaches 30 days back: not asked
+
+
+def test_when_qbo_says_the_cursor_is_beyond_cdc_the_sync_reads_in_full(connect):
+    """QBO's clock, not ours, decides what CDC reaches: a month on in QBO, CDC refuses the
+    cursor, and the sync reads in full instead of failing."""
+    company = connect(customers=40, invoices=120)
+    sync_both(company)
+    gone = delete_invoices(company, 3)
+    httpx.post(
+        f"{company.emulator.base_url}/_emulator/clock", json={"advance_seconds": 31 * 86400}
+    ).raise_for_status()
+    reset_stats(company)
+
+    results = sync_both(company)
+
+    assert [results[name].mode for name in ("Customer", "Invoice")] == ["incremental", "full"]
+    assert results["Invoice"].deleted == 3
+    assert deleted_in_warehouse(company) == set(gone)
+    with company.runtime.warehouse() as wh:
+        assert_warehouse_equals(wh, company.realm_id, company.entities)
+    assert realm_stats(company)["cdc_calls"] == 2  # one refusal per entity
 
 
 def test_deletes_hidden_by_a_bulk_change_are_still_found(connect):
@@ -148,11 +144,12 @@ def test_deletes_hidden_by_a_bulk_change_are_still_found(connect):
     # and one stream of progress, covers both reads (the second once went unreported).
     changed = {u["id"] for u in mutated["updated"] if u["entity"] == "Invoice"} - gone
     assert result.mode == "full"
-    assert result.fetched == len(changed) + 2500 - len(gone)  # the changed rows, then all
+    # CDC's one answer (1000 of the bulk second's rows), the changed rows by query, then all.
+    assert result.fetched == 1000 + len(changed) + 2500 - len(gone)
     assert progress and progress[-1] == result.rows
     stats = realm_stats(company)
-    # Every request but CDC's, the count check and the one reconciliation query is a page.
-    assert result.pages == stats["requests"] - stats["cdc_calls"] - 2
+    assert stats["cdc_calls"] == 1  # a full answer within one second is not asked again
+    assert result.requests == stats["requests"]
 
 
 def test_a_bulk_change_without_deletes_costs_one_count_not_a_full_read(connect):
@@ -163,15 +160,15 @@ def test_a_bulk_change_without_deletes_costs_one_count_not_a_full_read(connect):
         json={"updates": 2300, "seed": 6},
     ).raise_for_status()
 
-    changed = seconds_holding_a_page(company, since=first_sync_bound(company))
     reset_stats(company)
 
     result = sync_both(company)["Invoice"]
 
     assert result.mode == "incremental"
-    assert result.fetched < 1500  # the changed invoices, not all 2,500 again
+    # CDC's one answer, then the changed invoices by query: not all 2,500 again.
+    assert result.fetched == 1000 + result.rows < 2500
     with company.runtime.warehouse() as wh:
         assert_warehouse_equals(wh, company.realm_id, company.entities)
-    # One COUNT decides that no deletion hid in the bulk change; the others are the
-    # reader's, one for each second that holds a page of rows, which it reads by offset.
-    assert realm_stats(company)["count_queries"] == 1 + changed
+    # One COUNT decides that no deletion hid in the bulk change; the other tells the
+    # reader how many pages the bulk change's rows fill.
+    assert realm_stats(company)["count_queries"] == 2

@@ -13,7 +13,7 @@ import pytest
 from qbo_pipeline.commands.execution import sync_realms
 from qbo_pipeline.definitions import defs
 from qbo_pipeline.defs import checks
-from qbo_pipeline.defs.checks import FRESHNESS_CHECK, LIVE_ROWS_CHECK, ORPHAN_LINES_CHECK
+from qbo_pipeline.defs.check_keys import FRESHNESS_CHECK, LIVE_ROWS_CHECK, ORPHAN_LINES_CHECK
 from qbo_pipeline.defs.partitions import realm_partitions
 from qbo_pipeline.defs.schedules import overdue_at
 from qbo_pipeline.quickbooks.catalog import CUSTOMER, INVOICE

@@ -21,7 +21,8 @@ from qbo_pipeline.defs.schedules import (
     sync_cron,
 )
 from qbo_pipeline.errors import ConfigurationError
-from qbo_pipeline_tests.schedules.runs import check_results
+from qbo_pipeline.quickbooks.catalog import ENTITIES
+from qbo_pipeline_tests.schedules.runs import api_requests, check_results
 from qbo_pipeline_tests.schedules.test_checks import oldest
 from qbo_pipeline_tests.ticks import schedule_tick
 
@@ -64,6 +65,34 @@ def test_a_tick_requests_one_run_per_realm_under_a_key_of_its_own_time(connect):
     assert request_.run_config == {}  # incremental: the assets' defaults
     assert [r.run_key for r in again] == [request_.run_key]  # never a second run
     assert [r.run_key for r in next_hour] == [f"incremental-{realm}-2026-11-30T11:00Z"]
+
+
+def test_an_hourly_run_of_an_unchanged_company_costs_one_call_per_entity(connect):
+    """Every call counts against the customer's monthly Intuit allowance: an hourly run
+    asks CDC once per entity, and leaves the COUNT check to the nightly reconciliation."""
+    company = connect(customers=30, invoices=40)
+    realm = company.realm_id
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(realm_partitions.name, [realm])
+        [first] = sync_realms([realm], instance=instance)
+        assert first.success, first.error
+        before = api_requests(company)
+        [request_] = schedule_tick(INCREMENTAL, instance, TEN_O_CLOCK)
+        job = defs.resolve_job_def("qbo_sync").get_subset(
+            asset_selection=set(request_.asset_selection),
+            asset_check_selection=set(request_.asset_check_keys),
+        )
+        result = job.execute_in_process(
+            instance=instance,
+            partition_key=request_.partition_key,
+            tags={"dagster/run_key": request_.run_key},
+        )
+        assert result.success
+        checks = check_results(instance, result.run_id)
+    assert api_requests(company) - before == len(ENTITIES)
+    assert {key.split(":")[1] for key in checks} == {"lines_have_their_parent",
+                                                      "realms_synced_recently"}  # fmt: skip
+    assert all(check.passed for check in checks.values())
 
 
 def test_a_realm_with_a_run_under_way_or_no_active_connection_is_skipped_with_the_reason(

@@ -24,7 +24,9 @@ def _sync(args: argparse.Namespace) -> int:
         )
         return 2
     instance = dagster_instance(runtime.settings.state_dir)
-    runs = sync_realms(realms, instance=instance, full_refresh=args.full_refresh)
+    runs = sync_realms(
+        realms, instance=instance, full_refresh=args.full_refresh, count_check=args.count_check
+    )
     for run in runs:
         status = "ok" if run.success else f"FAILED: {run.error}"
         print(f"realm {run.realm_id}: run {run.run_id} {status}")
@@ -35,4 +37,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     sync = commands.add_parser("sync", help="run qbo_sync for connected companies")
     sync.add_argument("--realm", action="append", help="only this realm (repeatable)")
     sync.add_argument("--full-refresh", action="store_true", help="ignore the cursors")
+    sync.add_argument(
+        "--count-check",
+        action="store_true",
+        help="also count each table's rows in QuickBooks (live_rows_match_qbo; one API call "
+        "per table, as the nightly reconciliation does)",
+    )
     sync.set_defaults(handler=_sync)

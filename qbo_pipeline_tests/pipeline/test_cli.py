@@ -6,8 +6,10 @@ import base64
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
+from qbo_pipeline.quickbooks.catalog import ENTITIES
 from qbo_pipeline.quickbooks.oauth import OAuthClient
 from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.settings import Settings
@@ -116,6 +118,16 @@ def test_set_tokens_then_sync_from_the_command_line(connect, tmp_path):
     rotated = vault_tokens(cli_runtime, company.realm_id, "rotated")
     assert rotated["rotated refresh token"] != fresh.refresh_token
     assert_no_secret(command_output(synced), secrets | rotated)
+
+    # Nothing changed since: one CDC call per entity; counting each table costs one more.
+    calls = []
+    for args in (["sync"], ["sync", "--count-check"]):
+        httpx.post(f"{company.emulator.base_url}/_emulator/stats/reset").raise_for_status()
+        again = run(args, env, tmp_path)
+        assert again.returncode == 0, again.stderr
+        stats = httpx.get(f"{company.emulator.base_url}/_emulator/stats").json()
+        calls.append(stats["realms"][company.realm_id]["requests"])
+    assert calls == [len(ENTITIES), 2 * len(ENTITIES)]
 
 
 def test_a_bug_is_a_traceback_not_a_one_line_exit(monkeypatch, capsys):

@@ -6,14 +6,15 @@ request. A request over any of them costs a 429 and, by Intuit's word, a minute'
 so every request a run makes for a realm, token refreshes included, takes a slot from the
 same limiter (`limiter_for`), whichever thread makes it, and waits here instead.
 
-A request leaves a window one window length after QBO may have stamped it. QBO stamps a
-request when it arrives, a network delay after it was sent, and that delay varies (a
-busy connection, a retransmission): two requests spaced by exactly a window when sent can
-arrive closer. So a request counts as stamped `ARRIVAL_MARGIN` after it was sent: spacing
-requests by a window plus that margin holds on QBO's side as long as network delays
-differ by less. Counting from the answer instead would be safe against any delay, but
-would cost a request's whole duration per slot (10 a second at 300 ms answers would
-become 7.7).
+A request leaves a window one window length after its answer came back, not after it was
+sent. QBO counts a request when it arrives, somewhere in between, and how long that takes
+varies (a busy connection, a retransmission, a server that reads its queue late): two
+requests spaced by a window when sent can arrive closer, and a 429 costs far more than
+the wait. The answer is the one instant never earlier than QBO's count, so spacing from
+it holds on QBO's side whatever the delays, at the cost of a request's duration per slot
+(10 requests a second become 1 / (1 s + answer time) windows: 7.7 a second at 300 ms).
+Counting from the send plus a 0.1 s margin was tried and drew 429s from the emulator on
+a loaded machine.
 """
 
 from __future__ import annotations
@@ -30,8 +31,6 @@ DEFAULT_REQUESTS_PER_SECOND = 10
 DEFAULT_MAX_IN_FLIGHT = 10
 DEFAULT_BATCH_REQUESTS_PER_MINUTE = 40  # per realm and app; QBO's 120 per realm covers all apps
 SECOND = 1.0
-# How much later than its neighbour a request may reach QBO; see the module docstring.
-ARRIVAL_MARGIN = 0.1
 
 
 @dataclass(frozen=True)
@@ -58,13 +57,13 @@ DEFAULT_LIMITS = Limits()
 
 
 class _Entry:
-    """One request's share of a window, from when QBO may have stamped it."""
+    """One request's share of a window; `end` is None while it is in flight."""
 
-    __slots__ = ("stamped", "weight")
+    __slots__ = ("end", "weight")
 
-    def __init__(self, weight: int, stamped: float) -> None:
+    def __init__(self, weight: int) -> None:
         self.weight = weight
-        self.stamped = stamped  # when QBO may have counted it, at the latest
+        self.end: float | None = None
 
 
 class _Window:
@@ -81,26 +80,32 @@ class _Window:
         an empty second rather than forever (the emulator charges it the same way)."""
         return min(weight, self.limit)
 
-    def delay(self, weight: int, now: float) -> float:
-        """0 when `weight` fits now, else the seconds until it will."""
-        while self._entries and self._entries[0].stamped + self.seconds <= now:
+    def delay(self, weight: int, now: float) -> float | None:
+        """0 when `weight` fits now, the seconds until it will, or None: until a request
+        still in flight has ended."""
+        while self._entries and self._expired(self._entries[0], now):
             self._used -= self._entries.popleft().weight
         excess = self._used + self.cost(weight) - self.limit
         if excess <= 0:
             return 0.0
         freed, free_at = 0, now
-        for entry in self._entries:  # the oldest leave first, `seconds` after their stamp
+        for entry in self._entries:  # the oldest leave first, each `seconds` after its end
+            if entry.end is None:
+                return None
             freed += entry.weight
-            free_at = max(free_at, entry.stamped + self.seconds)
+            free_at = max(free_at, entry.end + self.seconds)
             if freed >= excess:
                 break
         return free_at - now
 
-    def add(self, weight: int, now: float) -> _Entry:
-        entry = _Entry(self.cost(weight), now + ARRIVAL_MARGIN)
+    def add(self, weight: int) -> _Entry:
+        entry = _Entry(self.cost(weight))
         self._entries.append(entry)
         self._used += entry.weight
         return entry
+
+    def _expired(self, entry: _Entry, now: float) -> bool:
+        return entry.end is not None and entry.end + self.seconds <= now
 
 
 class RealmLimiter:
@@ -137,13 +142,13 @@ class RealmLimiter:
         charges = [(self._requests, weight), (self._second, weight)]
         if batch:
             charges.append((self._batches, 1))
-        self._admit(charges)
+        entries = self._admit(charges)
         try:
             yield
         finally:
-            self._finish()
+            self._finish(entries)
 
-    def _admit(self, charges: list[tuple[_Window, int]]) -> None:
+    def _admit(self, charges: list[tuple[_Window, int]]) -> list[_Entry]:
         ticket = object()
         with self._changed:
             self._line.append(ticket)
@@ -154,9 +159,7 @@ class RealmLimiter:
                 self._line.remove(ticket)
                 self._changed.notify_all()  # the next in line may fit as well
             self._in_flight += 1
-            now = self._clock()
-            for window, weight in charges:
-                window.add(weight, now)
+            return [window.add(weight) for window, weight in charges]
 
     def _delay(self, ticket: object, charges: list[tuple[_Window, int]]) -> float | None:
         if self._line[0] is not ticket or self._in_flight >= self.limits.max_in_flight:
@@ -164,11 +167,17 @@ class RealmLimiter:
         now = self._clock()
         longest = 0.0
         for window, weight in charges:
-            longest = max(longest, window.delay(weight, now))
+            delay = window.delay(weight, now)
+            if delay is None:
+                return None
+            longest = max(longest, delay)
         return longest
 
-    def _finish(self) -> None:
+    def _finish(self, entries: list[_Entry]) -> None:
         with self._changed:
+            now = self._clock()
+            for entry in entries:
+                entry.end = now
             self._in_flight -= 1
             self._changed.notify_all()
 

@@ -4,7 +4,8 @@ An entity with lines is one multi-asset: invoices and invoice_lines come from th
 API pages and are written in the same transactions, so they materialise together.
 """
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import dagster as dg
@@ -24,6 +25,7 @@ from qbo_pipeline.sync.engine import EntitySyncResult, SyncOptions, sync_entity
 from qbo_pipeline.warehouse.base import Warehouse
 
 GROUP = "quickbooks"
+PROGRESS_SECONDS = 10.0
 KEY_PREFIX = "qbo"
 # Only transient failures are retried (see _as_dagster_failure); jitter keeps the retries
 # of many realms' runs that failed together (Intuit down) from returning together.
@@ -154,16 +156,32 @@ def _sync(
     """Webhook events name few Ids: read those; otherwise (or past the limit) sync."""
     if events and distinct_ids(event for _, event in events) <= config.by_id_limit:
         return apply_changes(client, store, entity, [event for _, event in events])
-    realm = client.realm_id
     return sync_entity(
         client,
         store,
         entity,
         SyncOptions(full=config.full_refresh, reconcile=config.reconcile),
-        on_batch=lambda rows, lines: context.log.info(
-            f"realm {realm} {entity.name}: {rows} rows, {lines} lines loaded so far"
-        ),
+        on_batch=_progress(context, client.realm_id, entity),
     )
+
+
+def _progress(
+    context: dg.AssetExecutionContext, realm: str, entity: Entity
+) -> Callable[[int, int], None]:
+    """A progress line for the first batch, then at most every PROGRESS_SECONDS: each line
+    is an event the instance stores, and a line per 5,000-row batch cost more than the
+    batch's own commit."""
+    last = float("-inf")
+
+    def report(rows: int, lines: int) -> None:
+        nonlocal last
+        if time.monotonic() - last >= PROGRESS_SECONDS:
+            last = time.monotonic()
+            context.log.info(
+                f"realm {realm} {entity.name}: {rows} rows, {lines} lines loaded so far"
+            )
+
+    return report
 
 
 def build_entity_asset(entity: Entity, *, warehouse_kind: str) -> dg.AssetsDefinition:

@@ -310,9 +310,16 @@ class DuckDBWarehouse(SqlWarehouse):
         return connection
 
     def _configure(self, connection: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-        """Settings every connection of this warehouse shares, the file's and the typers'."""
+        """Settings every connection of this warehouse shares, the file's and the typers'.
+
+        One thread: the sync's readers and typer already keep both cores busy, and DuckDB's
+        own workers only added contention (22.4 s of CPU against 25.4 s for a 60,000-entity
+        sync). Background allocator threads hand freed memory back to the system, which
+        DuckDB's allocator otherwise keeps resident after a batch."""
         connection.execute("SET TimeZone = 'UTC'")
         connection.execute(f"SET memory_limit = '{self._memory_limit}'")
+        connection.execute("SET threads = 1")
+        connection.execute("SET allocator_background_threads = true")
         return connection
 
     def _ask_for_file(self) -> None:

@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.vault_bench
 	$(BIN)/python -m benchmarks.webhook_bench
 	$(BIN)/python -m benchmarks.webhook_fuzz
+	$(BIN)/python -m benchmarks.peers
 
 dev: $(STAMP)
 	$(BIN)/qbo-pipeline dev

@@ -37,6 +37,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 
 from benchmarks.run import CLI, _clean_env, _free_port, _wait_for
+from benchmarks.sync_bench import Emulator  # our emulator in its own process
 
 CUSTOMERS, INVOICES, LATENCY_MS = 20_000, 40_000, 300
 QUICK_CUSTOMERS, QUICK_INVOICES = 2_000, 4_000
@@ -80,20 +81,6 @@ if _TARGET:
 
     requests.Session.send = _send_to_emulator
 '''
-
-
-@dataclass(frozen=True)
-class Emulator:
-    """Our emulator in its own process, so its CPU is not the tools'."""
-
-    process: subprocess.Popen
-    base_url: str
-    secret: str
-
-    def admin(self, method: str, path: str, **kwargs) -> dict:
-        response = httpx.request(method, f"{self.base_url}/_emulator/{path}", timeout=600, **kwargs)
-        response.raise_for_status()
-        return response.json() if response.content else {}
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from qbo_pipeline.quickbooks.faults import ValidationFault
 from qbo_pipeline.quickbooks.query import MAX_RESULTS, created_before
 from qbo_pipeline.sync.batches import BatchWriter
 from qbo_pipeline.sync.cdc import Changes, cdc_reaches, read_changes
+from qbo_pipeline.sync.collector import fewer_collections
 from qbo_pipeline.sync.deletes import Deletion, write_by_ids
 from qbo_pipeline.sync.reading import Reader, bound_of
 from qbo_pipeline.warehouse import Warehouse
@@ -92,7 +93,10 @@ def sync_entity(
     started = time.monotonic()
     reader = Reader(client, entity, options.page_size)
     previous = None if options.full else warehouse.cursor(client.realm_id, entity.name)
-    with BatchWriter(warehouse, entity, client.realm_id, options.batch_rows, on_batch) as writer:
+    with (
+        fewer_collections(),
+        BatchWriter(warehouse, entity, client.realm_id, options.batch_rows, on_batch) as writer,
+    ):
         outcome = _read_and_resolve(reader, warehouse, writer, previous, options)
     deleted, cursor = _commit(warehouse, entity, client.realm_id, outcome)
     result = EntitySyncResult(

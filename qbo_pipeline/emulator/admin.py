@@ -263,7 +263,8 @@ def _number(body: dict, key: str, *, minimum: float, integer: bool = False) -> A
 
 
 async def limits(request: Request) -> Response:
-    """QBO's limits: `{"enabled", "requests_per_minute", "max_in_flight"}`, any subset."""
+    """QBO's limits: `{"enabled", "requests_per_minute", "requests_per_second",
+    "max_in_flight"}`, any subset."""
     current = _state(request).limits
     if request.method == "POST":
         body = await _json_body(request)
@@ -280,14 +281,21 @@ async def limits(request: Request) -> Response:
                 if ("max_in_flight" in body)
                 else current.max_in_flight
             )
+            rps = (
+                _number(body, "requests_per_second", minimum=1, integer=True)
+                if ("requests_per_second" in body)
+                else current.requests_per_second
+            )
         except ValueError as error:
             return _error(str(error))
         current.enabled = body.get("enabled", current.enabled)
         current.requests_per_minute, current.max_in_flight = rpm, ceiling
+        current.requests_per_second = rps
     return JSONResponse(
         {
             "enabled": current.enabled,
             "requests_per_minute": current.requests_per_minute,
+            "requests_per_second": current.requests_per_second,
             "max_in_flight": current.max_in_flight,
         }
     )

@@ -64,7 +64,8 @@ class EmulatorServer:
 def _behaviour(config: EmulatorConfig) -> str:
     """One phrase for the log line: limits, latency, faults, churn and webhooks as configured."""
     limits = (
-        f"limits {config.requests_per_minute}/min, {config.max_in_flight} in flight"
+        f"limits {config.requests_per_minute}/min, {config.requests_per_second}/s, "
+        f"{config.max_in_flight} in flight"
         if config.limits
         else "no limits"
     )

@@ -173,12 +173,20 @@ def test_limits_can_be_lifted_and_set(connected) -> None:
         assert qbo.query("select count(*) from Customer").status_code == 200
     assert _realm_stats(qbo)["peak_per_minute"] == 4  # measured even when off
     limits = qbo.http.post("/_emulator/limits", json={"enabled": True}).json()
-    assert limits == {"enabled": True, "requests_per_minute": 2, "max_in_flight": 10}
+    assert limits == {
+        "enabled": True,
+        "requests_per_minute": 2,
+        "requests_per_second": 10,
+        "max_in_flight": 10,
+    }
     assert qbo.query("select count(*) from Customer").status_code == 429
     qbo.http.post("/_emulator/limits", json={"requests_per_minute": 500})
     assert qbo.query("select count(*) from Customer").status_code == 200
     bad = qbo.http.post("/_emulator/limits", json={"max_in_flight": 0})
     assert bad.status_code == 400
+    raised = qbo.http.post("/_emulator/limits", json={"requests_per_second": 40}).json()
+    assert raised["requests_per_second"] == 40
+    assert qbo.http.post("/_emulator/limits", json={"requests_per_second": 0}).status_code == 400
 
 
 LARGE = "select * from Invoice maxresults 1000"  # 1000 rows: a whole page's latency

@@ -62,15 +62,14 @@ def sync_realms(
     rather than from the environment. Without `count_check`, the checks are the hourly
     schedule's: none that counts rows in QBO (a call per table)."""
     from qbo_pipeline.definitions import defs
-    from qbo_pipeline.defs.check_keys import hourly_checks
+    from qbo_pipeline.defs.check_keys import ALL_TABLES, HOURLY_CHECKS
     from qbo_pipeline.defs.resources import pipeline_resources
-    from qbo_pipeline.defs.schedules import ALL_TABLES
 
     job = defs.resolve_job_def("qbo_sync")
     if not count_check:
         job = job.get_subset(
             asset_selection=set(ALL_TABLES),
-            asset_check_selection={key for entity in ENTITIES for key in hourly_checks(entity)},
+            asset_check_selection=set(HOURLY_CHECKS),
         )
     realms = list(realm_ids)
     known = set(instance.get_dynamic_partitions(realm_partitions.name))

@@ -9,7 +9,7 @@ daily reconciliation and runs started by hand pay for it.
 import dagster as dg
 
 from qbo_pipeline.defs.assets import table_key
-from qbo_pipeline.quickbooks.catalog import Entity
+from qbo_pipeline.quickbooks.catalog import ENTITIES, Entity
 
 LIVE_ROWS_CHECK = "live_rows_match_qbo"
 ORPHAN_LINES_CHECK = "lines_have_their_parent"
@@ -36,3 +36,8 @@ def hourly_checks(entity: Entity) -> list[dg.AssetCheckKey]:
     """What an incremental run checks: everything but the COUNT against QBO."""
     freshness = [dg.AssetCheckKey(key, FRESHNESS_CHECK) for key in entity_keys(entity)]
     return without_api_calls(entity) + freshness
+
+
+# What an hourly run selects, whether the schedule or `qbo-pipeline sync` starts it.
+ALL_TABLES = [key for entity in ENTITIES for key in entity_keys(entity)]
+HOURLY_CHECKS = [check for entity in ENTITIES for check in hourly_checks(entity)]

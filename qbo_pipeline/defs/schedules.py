@@ -34,7 +34,7 @@ import dagster as dg
 from dagster._utils.schedules import cron_string_iterator, is_valid_cron_string
 
 from qbo_pipeline.defs import jobs
-from qbo_pipeline.defs.check_keys import entity_keys, hourly_checks
+from qbo_pipeline.defs.check_keys import ALL_TABLES, HOURLY_CHECKS
 from qbo_pipeline.defs.partitions import realm_partitions
 from qbo_pipeline.defs.resources import QuickBooksResource
 from qbo_pipeline.defs.runs import busy_realms
@@ -187,7 +187,7 @@ def build_incremental_schedule(cron: str) -> dg.ScheduleDefinition:
         skip_busy=True,
         run_config={},
         # Counting every table against QBO each hour would cost more calls than the sync.
-        checks=[check for entity in ENTITIES for check in hourly_checks(entity)],
+        checks=HOURLY_CHECKS,
     )
 
 
@@ -210,7 +210,6 @@ def build_reconciliation_schedule(cron: str) -> dg.ScheduleDefinition:
     )
 
 
-ALL_TABLES = [key for entity in ENTITIES for key in entity_keys(entity)]
 SYNC_CRON = sync_cron()
 qbo_incremental_schedule = build_incremental_schedule(SYNC_CRON)
 qbo_reconciliation_schedule = build_reconciliation_schedule(reconcile_cron())

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 MINOR_VERSION = 75
 _LONG_QUERY = 1500  # longer statements go in a POST body rather than the URL
+
+T = TypeVar("T")
+Read = Callable[[bytes], T]
 
 
 class TokenSource(Protocol):
@@ -99,6 +102,14 @@ class ChangeSet:
             for row in self.changed.get(entity.name, [])
             if row.get("status") == "Deleted"
         ]
+
+
+def _document(body: bytes) -> dict:
+    """A JSON object; anything else is a response cut short (ValueError)."""
+    document = orjson.loads(body)
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    return document
 
 
 def _backoff(initial: float, maximum: float) -> Callable[[RetryCallState], float]:
@@ -178,6 +189,13 @@ class QuickBooksClient:
             server_time=parse_instant(stamp) if isinstance(stamp, str) else None,
         )
 
+    def query_body(self, statement: str, read: Read[T]) -> T:
+        """One query statement's answer, as `read` makes of the bytes QBO sent.
+
+        `read` runs inside the retries: a body it cannot parse (ValueError) is a response
+        cut short, and is asked for again."""
+        return self._request("query", statement, {}, read)
+
     def cdc(self, entities: Sequence[Entity], changed_since: datetime) -> ChangeSet:
         """Entities changed since an instant (at most 30 days back), deletions included.
 
@@ -218,24 +236,29 @@ class QuickBooksClient:
     def _request_json(
         self, path: str, statement: str | None, params: dict[str, str] | None = None
     ) -> dict:
+        return self._request(path, statement, params or {}, _document)
+
+    def _request(
+        self, path: str, statement: str | None, params: dict[str, str], read: Read[T]
+    ) -> T:
         context = statement if statement is not None else f"GET {path}"
         if params:
             context += " " + " ".join(f"{k}={v}" for k, v in params.items())
-        return self._retrying(self._authorised_request, path, statement, context, params or {})
+        return self._retrying(self._authorised_request, path, statement, context, params, read)
 
     def _authorised_request(
-        self, path: str, statement: str | None, context: str, extra: dict[str, str]
-    ) -> dict:
+        self, path: str, statement: str | None, context: str, extra: dict[str, str], read: Read[T]
+    ) -> T:
         token = self._tokens.access_token()
         try:
-            return self._send(path, statement, token, context, extra)
+            body = self._send(path, statement, token, context, extra)
         except AuthenticationFailed:
             fresh = self._tokens.refresh_after_unauthorized(token)
             if fresh is None:
                 raise
             log.info("realm %s: access token rejected, refreshed once", self.realm_id)
             try:
-                return self._send(path, statement, fresh, context, extra)
+                body = self._send(path, statement, fresh, context, extra)
             except AuthenticationFailed as error:
                 raise AuthenticationFailed(
                     f"QuickBooks rejected the access token of realm {self.realm_id} again after "
@@ -245,10 +268,17 @@ class QuickBooksClient:
                     errors=error.errors,
                     intuit_tid=error.intuit_tid,
                 ) from None
+        try:
+            return read(body)
+        except ValueError:
+            raise TruncatedResponse(
+                f"QuickBooks sent an incomplete response for {context}"
+            ) from None
 
     def _send(
         self, path: str, statement: str | None, token: str, context: str, extra: dict[str, str]
-    ) -> dict:
+    ) -> bytes:
+        """The body of a successful answer; a fault raises."""
         url = f"{self.company_url}/{path}"
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         params: dict[str, str] = {**extra, "minorversion": str(MINOR_VERSION)}
@@ -266,18 +296,11 @@ class QuickBooksClient:
             except httpx.TransportError as error:
                 raise QuickBooksUnreachable(f"QuickBooks at {self.base_url}", error) from error
         fault = fault_from_response(response, context=context)
+        if isinstance(fault, ThrottleExceeded):
+            self.limiter.throttled()
         if fault is not None:
             raise fault
-        try:
-            document = orjson.loads(response.content)
-        except ValueError:
-            raise TruncatedResponse(
-                f"QuickBooks sent an incomplete response for {context}",
-                intuit_tid=response.headers.get("intuit_tid"),
-            ) from None
-        if not isinstance(document, dict):
-            raise TruncatedResponse(f"QuickBooks sent a non-object response for {context}")
-        return document
+        return response.content
 
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None

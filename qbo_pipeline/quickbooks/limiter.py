@@ -6,15 +6,20 @@ request. A request over any of them costs a 429 and, by Intuit's word, a minute'
 so every request a run makes for a realm, token refreshes included, takes a slot from the
 same limiter (`limiter_for`), whichever thread makes it, and waits here instead.
 
-A request leaves a window one window length after its answer came back, not after it was
-sent. QBO counts a request when it arrives, somewhere in between, and how long that takes
-varies (a busy connection, a retransmission, a server that reads its queue late): two
-requests spaced by a window when sent can arrive closer, and a 429 costs far more than
-the wait. The answer is the one instant never earlier than QBO's count, so spacing from
-it holds on QBO's side whatever the delays, at the cost of a request's duration per slot
-(10 requests a second become 1 / (1 s + answer time) windows: 7.7 a second at 300 ms).
-Counting from the send plus a 0.1 s margin was tried and drew 429s from the emulator on
-a loaded machine.
+When does a request stop counting? QBO counts it when it arrives, somewhere between its
+send and its answer.
+
+- The minute (and the batch minute) count it until a minute after its answer, the one
+  instant never earlier than QBO's count: a 429 costs a minute, and a request's answer
+  time is nothing against a minute.
+- The second counts it until a second after its send plus an arrival margin (or its
+  answer, if sooner). Counting from the answer would cap a realm at 10 / (1 s + answer
+  time): 7.7 requests a second at QBO's 300 ms, where 10 are allowed. What can break
+  the limit is not the network's delay but its variation: requests sent 1 s + margin
+  apart arrive closer only if the first was delayed by more than the margin over the
+  tenth after it. The margin starts at 50 ms, and each 429 doubles it for the
+  realm (up to a second), so a deployment whose delays vary more pays one throttle per
+  doubling, not one per request.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ DEFAULT_REQUESTS_PER_SECOND = 10
 DEFAULT_MAX_IN_FLIGHT = 10
 DEFAULT_BATCH_REQUESTS_PER_MINUTE = 40  # per realm and app; QBO's 120 per realm covers all apps
 SECOND = 1.0
+ARRIVAL_MARGIN = 0.05  # seconds; see the module's docstring
+MAX_ARRIVAL_MARGIN = SECOND
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,8 @@ DEFAULT_LIMITS = Limits()
 
 
 class _Entry:
-    """One request's share of a window; `end` is None while it is in flight."""
+    """One request's share of a window; `end` is when its count starts to run out, None
+    while that waits for the answer."""
 
     __slots__ = ("end", "weight")
 
@@ -67,11 +75,15 @@ class _Entry:
 
 
 class _Window:
-    """A sliding window: at most `limit` weight of requests within `seconds` of their end."""
+    """A sliding window: at most `limit` weight of requests within `seconds` of their end.
 
-    def __init__(self, limit: int, seconds: float) -> None:
+    `from_send`: a request's end is its send plus the realm's arrival margin, or its
+    answer if that comes first; otherwise its answer."""
+
+    def __init__(self, limit: int, seconds: float, *, from_send: bool = False) -> None:
         self.limit = limit
         self.seconds = seconds
+        self.from_send = from_send
         self._entries: deque[_Entry] = deque()
         self._used = 0
 
@@ -98,11 +110,16 @@ class _Window:
                 break
         return free_at - now
 
-    def add(self, weight: int) -> _Entry:
+    def add(self, weight: int, now: float, margin: float) -> _Entry:
         entry = _Entry(self.cost(weight))
+        if self.from_send:
+            entry.end = now + margin
         self._entries.append(entry)
         self._used += entry.weight
         return entry
+
+    def answered(self, entry: _Entry, now: float) -> None:
+        entry.end = now if entry.end is None else min(entry.end, now)
 
     def _expired(self, entry: _Entry, now: float) -> bool:
         return entry.end is not None and entry.end + self.seconds <= now
@@ -127,7 +144,8 @@ class RealmLimiter:
         self._clock = clock
         self._clock_rate = clock_rate
         self._requests = _Window(limits.requests_per_window, limits.window_seconds)
-        self._second = _Window(limits.requests_per_second, SECOND)
+        self._second = _Window(limits.requests_per_second, SECOND, from_send=True)
+        self.arrival_margin = ARRIVAL_MARGIN
         self._batches = _Window(limits.batch_requests_per_window, limits.window_seconds)
         self._in_flight = 0
         self._line: deque[object] = deque()
@@ -148,7 +166,7 @@ class RealmLimiter:
         finally:
             self._finish(entries)
 
-    def _admit(self, charges: list[tuple[_Window, int]]) -> list[_Entry]:
+    def _admit(self, charges: list[tuple[_Window, int]]) -> list[tuple[_Window, _Entry]]:
         ticket = object()
         with self._changed:
             self._line.append(ticket)
@@ -159,7 +177,10 @@ class RealmLimiter:
                 self._line.remove(ticket)
                 self._changed.notify_all()  # the next in line may fit as well
             self._in_flight += 1
-            return [window.add(weight) for window, weight in charges]
+            now = self._clock()
+            return [
+                (window, window.add(weight, now, self.arrival_margin)) for window, weight in charges
+            ]
 
     def _delay(self, ticket: object, charges: list[tuple[_Window, int]]) -> float | None:
         if self._line[0] is not ticket or self._in_flight >= self.limits.max_in_flight:
@@ -173,11 +194,17 @@ class RealmLimiter:
             longest = max(longest, delay)
         return longest
 
-    def _finish(self, entries: list[_Entry]) -> None:
+    def throttled(self) -> None:
+        """QBO refused a request of this realm as over a limit: whatever the cause, the
+        arrivals varied by more than the margin allowed for, so allow for more."""
+        with self._changed:
+            self.arrival_margin = min(MAX_ARRIVAL_MARGIN, self.arrival_margin * 2)
+
+    def _finish(self, entries: list[tuple[_Window, _Entry]]) -> None:
         with self._changed:
             now = self._clock()
-            for entry in entries:
-                entry.end = now
+            for window, entry in entries:
+                window.answered(entry, now)
             self._in_flight -= 1
             self._changed.notify_all()
 

@@ -1,4 +1,4 @@
-"""Pages collected into batches and written, preparing the next batch while one is written."""
+"""Pages collected into batches and written, joining the next batch while one is written."""
 
 from __future__ import annotations
 
@@ -6,16 +6,15 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from qbo_pipeline.quickbooks.catalog import Entity
-from qbo_pipeline.sync.reading import Page
-from qbo_pipeline.warehouse import PreparedBatch, Warehouse
+from qbo_pipeline.warehouse import Records, Warehouse
 
 
 class BatchWriter:
     """Collects pages into batches of `batch_rows` and writes each as it fills.
 
-    A full batch is prepared (encoded, and typed where the warehouse can) on a helper
-    thread while the caller's thread writes the batch before it, so the warehouse's two
-    halves of the work overlap. At most one batch is being prepared and one written.
+    Pages arrive typed (records.py). A full batch is joined (one version of each record)
+    on a helper thread while the caller's thread writes the batch before it. At most one
+    batch is being joined and one written.
     """
 
     def __init__(
@@ -30,14 +29,18 @@ class BatchWriter:
         self.batch_rows = batch_rows
         self.on_batch = on_batch
         self.rows = self.lines = self.fetched = 0
-        self._batch: list[str] = []  # JSON texts
-        self._preparer = ThreadPoolExecutor(1, thread_name_prefix=f"qbo-prepare-{entity.name}")
-        self._pending: Future[PreparedBatch] | None = None
+        self._batch: list[Records] = []
+        self._batched = 0
+        self._joiner = ThreadPoolExecutor(1, thread_name_prefix=f"qbo-join-{entity.name}")
+        self._pending: Future[Records] | None = None
 
-    def add(self, page: Page) -> None:
-        self.fetched += len(page.texts)
-        self._batch.extend(page.texts)
-        if len(self._batch) >= self.batch_rows:
+    def add(self, page: Records) -> None:
+        self.fetched += len(page)
+        if not page.ids:
+            return
+        self._batch.append(page)
+        self._batched += len(page)
+        if self._batched >= self.batch_rows:
             self._hand_over()
 
     def flush(self) -> None:
@@ -52,19 +55,19 @@ class BatchWriter:
         self.close()
 
     def close(self) -> None:
-        """Stop the helper thread; a batch still being prepared is dropped unwritten."""
+        """Stop the helper thread; a batch still being joined is dropped unwritten."""
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
-        self._preparer.shutdown(wait=True)
+        self._joiner.shutdown(wait=True)
 
     def _hand_over(self) -> None:
         if not self._batch:
             return
-        batch, self._batch = self._batch, []
-        prepared = self._preparer.submit(self.warehouse.prepare, self.entity, batch)
+        batch, self._batch, self._batched = self._batch, [], 0
+        joined = self._joiner.submit(Records.joined, self.entity, batch)
         self._write_pending()
-        self._pending = prepared
+        self._pending = joined
 
     def _write_pending(self) -> None:
         if self._pending is None:

@@ -20,7 +20,7 @@ from qbo_pipeline.quickbooks.catalog import Kind
 from qbo_pipeline.quickbooks.timestamps import parse_instant
 from qbo_pipeline.sync.batches import BatchWriter
 from qbo_pipeline.sync.deletes import Deletion
-from qbo_pipeline.sync.reading import Page, Reader, bound_of
+from qbo_pipeline.sync.reading import Reader, bound_of
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def read_changes(reader: Reader, writer: BatchWriter, since: datetime) -> Change
             deletions.extend(answer.deleted(entity))
         live = [row for row in objects if row.get("status") != "Deleted"]
         if live:
-            writer.add(Page.of(entity, live))
+            writer.add(reader.typer.records(entity, live))
         if len(objects) < CDC_MAX_OBJECTS:
             writer.flush()
             return Changes(upper, deletions, complete=True)

@@ -18,7 +18,7 @@ from qbo_pipeline.quickbooks.catalog import Entity
 from qbo_pipeline.quickbooks.client import QuickBooksClient
 from qbo_pipeline.quickbooks.query import select_by_ids
 from qbo_pipeline.sync.batches import BatchWriter
-from qbo_pipeline.sync.reading import Page
+from qbo_pipeline.warehouse.records import record_typer
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def write_by_ids(
     queries = 0
     for rows in read_by_ids(client, entity, ids):
         queries += 1
-        page = Page.of(entity, rows)
+        page = record_typer().records(entity, rows)
         writer.add(page)
         found.update(page.ids)
     writer.flush()

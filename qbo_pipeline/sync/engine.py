@@ -31,7 +31,6 @@ from qbo_pipeline.quickbooks.faults import ValidationFault
 from qbo_pipeline.quickbooks.query import MAX_RESULTS, created_before
 from qbo_pipeline.sync.batches import BatchWriter
 from qbo_pipeline.sync.cdc import Changes, cdc_reaches, read_changes
-from qbo_pipeline.sync.collector import fewer_collections
 from qbo_pipeline.sync.deletes import Deletion, write_by_ids
 from qbo_pipeline.sync.reading import Reader, bound_of
 from qbo_pipeline.warehouse import Warehouse
@@ -93,10 +92,7 @@ def sync_entity(
     started = time.monotonic()
     reader = Reader(client, entity, options.page_size)
     previous = None if options.full else warehouse.cursor(client.realm_id, entity.name)
-    with (
-        fewer_collections(),
-        BatchWriter(warehouse, entity, client.realm_id, options.batch_rows, on_batch) as writer,
-    ):
+    with BatchWriter(warehouse, entity, client.realm_id, options.batch_rows, on_batch) as writer:
         outcome = _read_and_resolve(reader, warehouse, writer, previous, options)
     deleted, cursor = _commit(warehouse, entity, client.realm_id, outcome)
     result = EntitySyncResult(
@@ -180,7 +176,7 @@ def _read_since(reader: Reader, writer: BatchWriter, since: datetime) -> datetim
     """Write the rows stamped from `since` on; returns the run's bound."""
     first = reader.first_page(since)
     upper = bound_of(first.server_time)
-    for page in reader.window(since, upper, first.entities):
+    for page in reader.window(since, upper, first.records):
         writer.add(page)
     writer.flush()
     return upper
@@ -196,7 +192,7 @@ def _read_in_full(
     first = reader.first_page(None)
     upper = bound_of(first.server_time)
     seen: set[str] = set()
-    for page in reader.window(None, upper, first.entities):
+    for page in reader.window(None, upper, first.records):
         writer.add(page)
         if transactions:
             seen.update(page.ids)

@@ -27,10 +27,9 @@ from datetime import UTC, datetime, timedelta
 
 from qbo_pipeline.errors import PipelineError
 from qbo_pipeline.quickbooks.catalog import Entity
-from qbo_pipeline.quickbooks.client import QueryPage, QuickBooksClient
+from qbo_pipeline.quickbooks.client import QuickBooksClient
 from qbo_pipeline.quickbooks.query import select_page, sync_filter
-from qbo_pipeline.quickbooks.timestamps import parse_instant
-from qbo_pipeline.warehouse import encode_batch
+from qbo_pipeline.warehouse.records import Records, RecordTyper, record_typer
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +52,6 @@ def bound_of(server_time: datetime | None) -> datetime:
     return floor_second(server_time or datetime.now(UTC)) + SECOND
 
 
-def _stamp(row: dict) -> datetime:
-    return floor_second(parse_instant(row["MetaData"]["LastUpdatedTime"]))
-
-
 class WindowChanging(PipelineError):
     """The company changed faster than a window's seams could be read again."""
 
@@ -64,34 +59,18 @@ class WindowChanging(PipelineError):
 
 
 @dataclass(frozen=True)
-class Page:
-    """A page as the writer needs it: each record's Id and JSON text.
+class FirstPage:
+    """Page 1 of a window, with QBO's clock when it answered (the run's bound)."""
 
-    Encoding on the reader's thread frees the parsed dictionaries (several times the
-    size of their text) before the page waits for the writer.
-    """
-
-    ids: list[str]
-    texts: list[str]
-
-    @classmethod
-    def of(cls, entity: Entity, rows: list[dict]) -> Page:
-        texts = encode_batch(entity, rows)  # checks every record has an Id
-        return cls([row["Id"] for row in rows], texts)
-
-    def without(self, ids: frozenset[str]) -> Page:
-        """The page less the rows the page before it handed over already (its seam)."""
-        if not ids.intersection(self.ids):
-            return self
-        kept = [(i, text) for i, text in zip(self.ids, self.texts, strict=True) if i not in ids]
-        return Page([i for i, _ in kept], [text for _, text in kept])
+    records: Records
+    server_time: datetime | None
 
 
 @dataclass(frozen=True)
 class _Read:
-    """One offset page, encoded, with what its seams are checked by."""
+    """One offset page, typed, with what its seams are checked by."""
 
-    page: Page
+    page: Records
     full: bool
     head: frozenset[str]  # Ids of its first rows, as many as pages overlap by
     tail: frozenset[str]  # Ids of its last rows
@@ -102,11 +81,18 @@ class _Read:
 class Reader:
     """Reads one entity of one realm for the engine, counting the requests it makes."""
 
-    def __init__(self, client: QuickBooksClient, entity: Entity, page_size: int) -> None:
+    def __init__(
+        self,
+        client: QuickBooksClient,
+        entity: Entity,
+        page_size: int,
+        typer: RecordTyper | None = None,
+    ) -> None:
         if page_size < 2:
             raise ValueError(f"pages must hold at least 2 rows to overlap; got {page_size}")
         self.client = client
         self.entity = entity
+        self.typer = typer or record_typer()
         self.page_size = page_size
         self.seam_rows = max(1, min(SEAM_ROWS, page_size // 5))  # small pages: tests
         self.requests = 0
@@ -116,22 +102,34 @@ class Reader:
         with self._lock:
             self.requests += calls
 
-    def first_page(self, since: datetime | None) -> QueryPage:
+    def first_page(self, since: datetime | None) -> FirstPage:
         """Page 1 of everything stamped from `since` on: the oldest rows, and QBO's clock
         (the run's bound) in the same call."""
         self.counted()
         where = sync_filter(self.entity, since)
         statement = select_page(self.entity, where, start_position=1, max_results=self.page_size)
-        return self.client.query(statement)
+
+        def read(body: bytes) -> FirstPage:
+            return FirstPage(*self.typer.page_and_time(self.entity, body))
+
+        return self.client.query_body(statement, read)
+
+    def by_ids(self, statement: str) -> Records:
+        """The records a query by Id returns."""
+        self.counted()
+        return self.client.query_body(statement, self._typed)
+
+    def _typed(self, body: bytes) -> Records:
+        return self.typer.page(self.entity, body)
 
     def window(
         self,
         since: datetime | None,
         until: datetime,
-        first: list[dict] | None = None,
+        first: Records | None = None,
         *,
         depth: int = 0,
-    ) -> Iterator[Page]:
+    ) -> Iterator[Records]:
         """Every row stamped in [since, until), as pages; `first` is page 1 when the caller
         has read it already (it may hold rows stamped from `until` on: they are newer
         versions, and harmless)."""
@@ -139,7 +137,7 @@ class Reader:
         if first is None:
             head = self._read(where, 1)
         else:  # read without the bound, which it gave: rows from `until` on are the next run's
-            head = self._encode([row for row in first if _stamp(row) < until], len(first))
+            head = self._seams(first.before(until), len(first))
         yield head.page
         if not head.full:
             return
@@ -162,7 +160,7 @@ class Reader:
 
     def _seam(
         self, before: _Read, after: _Read, since: datetime | None, until: datetime, depth: int
-    ) -> Iterator[Page]:
+    ) -> Iterator[Records]:
         """The rows between two neighbouring pages, when `after` starts past `before`'s end."""
         if not before.full or before.tail & after.head:
             return
@@ -209,18 +207,17 @@ class Reader:
         statement = select_page(
             self.entity, where, start_position=start, max_results=self.page_size
         )
-        rows = self.client.query(statement).entities
-        return self._encode(rows, len(rows))
+        records = self.client.query_body(statement, self._typed)
+        return self._seams(records, len(records))
 
-    def _encode(self, rows: list[dict], returned: int) -> _Read:
+    def _seams(self, page: Records, returned: int) -> _Read:
         """`returned`: how many rows QBO sent, before any were set aside."""
-        page = Page.of(self.entity, rows)
         ids = page.ids
         return _Read(
             page=page,
             full=returned >= self.page_size,
             head=frozenset(ids[: self.seam_rows]),
             tail=frozenset(ids[-self.seam_rows :]),
-            first=_stamp(rows[0]) if rows else None,
-            last=_stamp(rows[-1]) if rows else None,
+            first=page.first,
+            last=page.last,
         )

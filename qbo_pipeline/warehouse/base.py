@@ -15,27 +15,17 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from qbo_pipeline.quickbooks.catalog import ENTITIES, Entity
 from qbo_pipeline.warehouse import schema
 from qbo_pipeline.warehouse.errors import UnfitValue
-from qbo_pipeline.warehouse.normalise import SEQ, STAGE, describe_bad_value, encode_batch
+from qbo_pipeline.warehouse.normalise import SEQ, STAGE, describe_bad_value
+from qbo_pipeline.warehouse.records import Records, record_typer
 from qbo_pipeline.warehouse.schema import DELETIONS, SEEN, Table
 from qbo_pipeline.warehouse.sql import Dialect
 
 WAREHOUSE_URL_VARIABLE = "QBO_WAREHOUSE_URL"
-
-
-@dataclass(frozen=True)
-class PreparedBatch:
-    """Records made ready to write without the warehouse: encoded and, where the backend
-    can, already typed. Preparing takes neither the warehouse's connection nor its lock, so
-    a sync prepares the next batch on another thread while the warehouse writes this one."""
-
-    entity: Entity
-    texts: list[str]  # each record as JSON text, in the order received
-    typed: Any = None  # the backend's typed form of the batch, if it types before writing
 
 
 @dataclass(frozen=True)
@@ -55,15 +45,11 @@ class Warehouse(Protocol):
 
     def ensure_schema(self) -> None: ...
 
-    def prepare(self, entity: Entity, texts: Sequence[str]) -> PreparedBatch:
-        """Make records encoded by `encode_batch` ready to write; see PreparedBatch."""
-        ...
-
     def upsert(
         self,
         entity: Entity,
         realm_id: str,
-        raws: Sequence[dict] | PreparedBatch,
+        raws: Sequence[dict] | Records,
         *,
         cursor: datetime | None = None,
     ) -> UpsertResult: ...
@@ -167,12 +153,9 @@ class SqlWarehouse(ABC):
     # Errors a backend raises when a staged value does not fit its column's type.
     _data_errors: tuple[type[Exception], ...] = ()
 
-    def prepare(self, entity: Entity, texts: Sequence[str]) -> PreparedBatch:
-        """Nothing to do ahead: the database types the records in the write's transaction."""
-        return PreparedBatch(entity, list(texts))
-
-    def _load_batch(self, session: Session, batch: PreparedBatch) -> None:
-        """Make BATCH hold the batch's typed records (normalise.batch_select) in `session`."""
+    def _load_batch(self, session: Session, batch: Records) -> None:
+        """Make BATCH hold the batch's typed records (normalise.batch_select) in `session`:
+        typed again from their text, by the database itself."""
         session.stage(STAGE, {SEQ: "BIGINT", "raw": "TEXT"}, enumerate(batch.texts))
         session.run(schema.create_batch(batch.entity, self.dialect))
 
@@ -191,31 +174,28 @@ class SqlWarehouse(ABC):
         self,
         entity: Entity,
         realm_id: str,
-        raws: Sequence[dict] | PreparedBatch,
+        raws: Sequence[dict] | Records,
         *,
         cursor: datetime | None = None,
     ) -> UpsertResult:
         """Write a batch and, in the same transaction, move the entity's cursor forward.
 
-        The database types the records (normalise.py) when the batch is prepared, or else in
-        this transaction; a value it cannot cast writes nothing of the batch and leaves the
-        cursor, and the error then names the entity, field and value.
+        Records are typed when they are read (records.py); a value that does not cast
+        writes nothing of the batch and leaves the cursor, and the error then names the
+        entity, field and value.
         """
         _check_aware(cursor, entity.name)
-        if isinstance(raws, PreparedBatch):
-            batch = raws
-        else:
-            batch = self.prepare(entity, encode_batch(entity, raws))
+        batch = raws if isinstance(raws, Records) else record_typer().records(entity, raws)
         if batch.entity.name != entity.name:
-            raise ValueError(f"a batch prepared for {batch.entity.name} cannot load {entity.name}")
+            raise ValueError(f"a batch typed for {batch.entity.name} cannot load {entity.name}")
         self._ready()
         with (
-            self._naming_bad_values(entity, batch.texts),
+            self._naming_bad_values(batch),
             self._session(more_to_come=True) as session,
         ):
             written: list[str] = []
             replaced: list[str] = []
-            if batch.texts:
+            if batch.ids:
                 self._load_batch(session, batch)
                 table = schema.entity_table(entity)
                 written, replaced = self._write_rows(session, table, realm_id)
@@ -226,13 +206,13 @@ class SqlWarehouse(ABC):
         return UpsertResult(rows_written=len(written), lines_written=lines_written)
 
     @contextmanager
-    def _naming_bad_values(self, entity: Entity, texts: list[str]) -> Iterator[None]:
+    def _naming_bad_values(self, batch: Records) -> Iterator[None]:
         """Turn the backend's error for a value its column cannot hold into one naming the
         entity, field and value (normalise.describe_bad_value)."""
         try:
             yield
         except self._data_errors as error:
-            described = describe_bad_value(entity, texts)
+            described = describe_bad_value(batch.entity, batch.texts)
             if described is None:
                 raise
             raise UnfitValue(described) from error

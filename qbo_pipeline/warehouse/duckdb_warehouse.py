@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 
@@ -35,18 +34,12 @@ from tenacity import (
 )
 
 from qbo_pipeline.quickbooks.catalog import ENTITIES, Entity
-from qbo_pipeline.warehouse.base import PreparedBatch, Session, SqlWarehouse
+from qbo_pipeline.warehouse.base import Session, SqlWarehouse
 from qbo_pipeline.warehouse.errors import WarehouseBusy
-from qbo_pipeline.warehouse.normalise import BATCH, BATCH_LINES, LINES, lines_select
+from qbo_pipeline.warehouse.normalise import BATCH, BATCH_LINES
+from qbo_pipeline.warehouse.records import Records
 from qbo_pipeline.warehouse.schema import Table, insert_batch, revived, supersedes
 from qbo_pipeline.warehouse.sql import Dialect, quote, temp_table_as, text_array
-
-
-@dataclass(frozen=True)
-class _Typed:
-    rows: pa.Table  # BATCH without its lines
-    lines: pa.Table | None  # every line of BATCH (normalise.lines_select), for line entities
-
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 DEFAULT_LINGER = 2.0  # seconds a connection waits for the next transaction
@@ -198,52 +191,13 @@ class DuckDBWarehouse(SqlWarehouse):
     dialect = Dialect.DUCKDB
     _data_errors = (duckdb.ConversionException,)
 
-    def prepare(self, entity: Entity, texts: Sequence[str]) -> PreparedBatch:
-        """Type the encoded records in a private in-memory database, off the file.
-
-        Typing is half of a write's work; done here, on the caller's thread, it runs while
-        the warehouse writes the previous batch. The result is Arrow tables, which the
-        write reads without copying.
-        """
-        batch = super().prepare(entity, texts)
-        if not batch.texts:
-            return batch
-        with self._typer() as connection, self._naming_bad_values(entity, batch.texts):
-            session = _DuckSession(connection)
-            try:
-                super()._load_batch(session, batch)  # BATCH, in the in-memory database
-                if entity.lines is None:
-                    rows, lines = connection.sql(f"SELECT * FROM {BATCH}"), None
-                else:
-                    rows = connection.sql(f"SELECT * EXCLUDE ({LINES}) FROM {BATCH}")
-                    lines = connection.sql(lines_select(entity, self.dialect)).to_arrow_table()
-                typed = _Typed(rows.to_arrow_table(), lines)
-            finally:
-                session.drop_temporary()
-        return replace(batch, typed=typed)
-
-    @contextmanager
-    def _typer(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """An in-memory connection of this warehouse's settings, reused across batches."""
-        with self._typers_lock:
-            connection = self._typers.pop() if self._typers else None
-        if connection is None:
-            connection = self._configure(duckdb.connect())
-        yield connection
-        with self._typers_lock:
-            self._typers.append(connection)
-
-    def _load_batch(self, session: Session, batch: PreparedBatch) -> None:
-        if not isinstance(batch.typed, _Typed):  # not prepared here: type it in the session
-            super()._load_batch(session, batch)
-            if batch.entity.lines is not None:
-                lines = lines_select(batch.entity, self.dialect)
-                session.run(temp_table_as(BATCH_LINES, lines, self.dialect))
-            return
+    def _load_batch(self, session: Session, batch: Records) -> None:
+        """The batch's Arrow tables, typed when read, are BATCH and BATCH_LINES as they are."""
         assert isinstance(session, _DuckSession)
-        session.show(BATCH, batch.typed.rows)
-        if batch.typed.lines is not None:
-            session.show(BATCH_LINES, batch.typed.lines)
+        batch = Records.joined(batch.entity, [batch])  # one version of each id
+        session.show(BATCH, batch.rows)
+        if batch.lines is not None:
+            session.show(BATCH_LINES, batch.lines)
 
     def _write_rows(
         self, session: Session, table: Table, realm_id: str
@@ -284,8 +238,6 @@ class DuckDBWarehouse(SqlWarehouse):
         self._held: duckdb.DuckDBPyConnection | None = None
         self._held_since = 0.0  # time.time(), comparable with the marker's mtime
         self._release: threading.Timer | None = None
-        self._typers: list[duckdb.DuckDBPyConnection] = []
-        self._typers_lock = threading.Lock()
 
     def _open(self) -> duckdb.DuckDBPyConnection:
         retrying = Retrying(
@@ -381,9 +333,6 @@ class DuckDBWarehouse(SqlWarehouse):
             self._release = None
 
     def close(self) -> None:
-        with self._typers_lock:
-            while self._typers:
-                self._typers.pop().close()
         with self._lock:
             self._cancel_release()
             if self._held is not None:

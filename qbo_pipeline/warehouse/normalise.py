@@ -242,6 +242,17 @@ def batch_select(entity: Entity, dialect: Dialect) -> str:
     )
 
 
+def records_select(entity: Entity, source: str) -> str:
+    """DuckDB: the records of `source` (a query yielding JSON `raw`) typed, in order, with
+    their lines still as JSON (records.RecordTyper; one page holds one version of each)."""
+    projection = entity_projection(entity, Dialect.DUCKDB)
+    selected = [f"{expr} AS {quote(name)}" for name, expr in projection.typed(Dialect.DUCKDB)]
+    selected.append(f"CAST(raw AS {SQL_TYPES[Dialect.DUCKDB][JSON]}) AS raw")
+    if entity.lines is not None:
+        selected.append(f"j.{quote(entity.lines.field)} AS {LINES}")
+    return f"SELECT {', '.join(selected)} FROM (SELECT raw, {projection.parse} FROM ({source}))"
+
+
 def lines_select(entity: Entity, dialect: Dialect) -> str:
     """Typed lines, numbered from 0 in order (only item lines carry an Id).
 

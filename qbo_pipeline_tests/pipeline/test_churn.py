@@ -37,8 +37,8 @@ class ChurningClient:
     def __getattr__(self, name):
         return getattr(self._client, name)
 
-    def query(self, statement: str):
-        page = self._client.query(statement)
+    def query_body(self, statement: str, read):
+        page = self._client.query_body(statement, read)
         with self._lock:
             self._edit()
         return page
@@ -104,8 +104,8 @@ class EditingBetweenPages:
     def __getattr__(self, name):
         return getattr(self._client, name)
 
-    def query(self, statement: str):
-        page = self._client.query(statement)
+    def query_body(self, statement: str, read):
+        page = self._client.query_body(statement, read)
         self.pages += 1
         if self.pages == 2:
             oldest = sorted(

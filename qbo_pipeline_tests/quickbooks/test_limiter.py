@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from qbo_pipeline.quickbooks.limiter import Limits, RealmLimiter, limiter_for
+from qbo_pipeline.quickbooks.limiter import ARRIVAL_MARGIN, Limits, RealmLimiter, limiter_for
 
 SPEED = 50.0  # clock seconds per real second: a minute's window passes in 1.2 s
 
@@ -81,16 +81,32 @@ def run(
     return {"starts": starts, "peak": peak}
 
 
+class AdmissionLog(RealmLimiter):
+    """Records when each request was let through, as the limiter saw it: a stamp taken by
+    the thread afterwards would also hold that thread's scheduling delay (the arrival
+    jitter the margin is for)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.admissions: list[float] = []
+
+    def _admit(self, charges):
+        admitted = super()._admit(charges)
+        second = next(entry for window, entry in admitted if window is self._second)
+        self.admissions.append(second.end - self.arrival_margin)
+        return admitted
+
+
 def test_every_window_and_the_in_flight_cap_hold_under_many_threads():
     clock = FastClock()
-    limiter = RealmLimiter(Limits(), clock=clock, clock_rate=SPEED)
+    limiter = AdmissionLog(Limits(), clock=clock, clock_rate=SPEED)
     result = run(limiter, clock, [(1, False)] * 300, threads=32)
-    stamps = [start for start, _, _ in result["starts"]]
+    sends = limiter.admissions
 
-    assert len(stamps) == 300 and result["peak"] <= 10
-    assert most_within(stamps, 1.0) == 10  # held, and used
-    assert most_within(stamps, 60.0) <= 500
-    assert max(stamps) - min(stamps) > 29  # 300 requests at 10 a second
+    assert len(sends) == 300 and result["peak"] <= 10
+    assert most_within(sends, 1.0) == 10  # held, and used
+    assert most_within(sends, 60.0) <= 500
+    assert max(sends) - min(sends) > 29  # 300 requests at 10 a second
 
 
 def test_the_minute_window_holds_when_the_second_would_allow_more():
@@ -150,26 +166,77 @@ def test_a_batch_waits_for_an_empty_second_without_spinning():
     waiter.join()
 
 
-def test_a_request_leaves_the_window_a_window_after_its_answer():
-    """QBO counts a request when it arrives, as late as its answer: only spacing from the
-    answer keeps two requests a window apart on QBO's side, whatever the delays."""
-    clock = ManualClock()
-    limiter = RealmLimiter(Limits(requests_per_second=1), clock=clock, clock_rate=10.0)
+def _admitted_at(limiter: RealmLimiter, clock: ManualClock, steps: list[float]) -> float:
+    """The first of `steps` (clock times, in order) at which a new request is let in."""
     admitted = threading.Event()
-    with limiter.slot():
-        clock.now = 5.0  # a slow answer: QBO may have counted it as late as this
 
-    def second() -> None:
+    def request() -> None:
         with limiter.slot():
             admitted.set()
 
-    waiter = threading.Thread(target=second)
+    waiter = threading.Thread(target=request)
     waiter.start()
-    clock.now = 5.9  # a second after it was sent, but not after its answer
-    assert not admitted.wait(0.3)
-    clock.now = 6.0
-    assert admitted.wait(2)
-    waiter.join()
+    try:
+        for step in steps:
+            clock.now = step
+            with limiter._changed:  # wake the waiter to look at the new time
+                limiter._changed.notify_all()
+            if admitted.wait(0.3):
+                return step
+        raise AssertionError(f"not admitted by {steps[-1]}")
+    finally:
+        clock.now = 10_000.0
+        with limiter._changed:
+            limiter._changed.notify_all()
+        waiter.join()
+
+
+def test_the_second_counts_a_request_from_its_send_plus_the_arrival_margin():
+    """A slow answer does not hold the second: QBO counted the request on arrival, which
+    varies from the send by less than the margin."""
+    clock = ManualClock()
+    limiter = RealmLimiter(Limits(requests_per_second=1), clock=clock, clock_rate=10.0)
+    with limiter.slot():
+        clock.now = 5.0  # the answer
+    clock.now = 0.5
+
+    assert _admitted_at(limiter, clock, [0.99, 1.0 + ARRIVAL_MARGIN]) == 1.0 + ARRIVAL_MARGIN
+
+
+def test_the_second_counts_from_the_answer_when_it_comes_within_the_margin():
+    clock = ManualClock()
+    limiter = RealmLimiter(Limits(requests_per_second=1), clock=clock, clock_rate=10.0)
+    with limiter.slot():
+        clock.now = 0.01
+    clock.now = 0.5
+
+    assert _admitted_at(limiter, clock, [1.0, 1.01]) == 1.01
+
+
+def test_the_minute_counts_a_request_until_a_minute_after_its_answer():
+    """A 429 costs a minute: the minute spaces requests from the one instant never earlier
+    than QBO's count."""
+    clock = ManualClock()
+    limiter = RealmLimiter(Limits(requests_per_window=1), clock=clock, clock_rate=10.0)
+    with limiter.slot():
+        clock.now = 5.0  # a slow answer: QBO may have counted it as late as this
+
+    assert _admitted_at(limiter, clock, [60.9, 64.9, 65.0]) == 65.0
+
+
+def test_each_throttle_doubles_the_arrival_margin_up_to_a_second():
+    clock = ManualClock()
+    limiter = RealmLimiter(Limits(requests_per_second=1), clock=clock, clock_rate=10.0)
+    limiter.throttled()
+    with limiter.slot():
+        clock.now = 3.0
+    clock.now = 0.5
+
+    margin = 2 * ARRIVAL_MARGIN
+    assert _admitted_at(limiter, clock, [1.0 + ARRIVAL_MARGIN, 1.0 + margin]) == 1.0 + margin
+    for _ in range(10):
+        limiter.throttled()
+    assert limiter.arrival_margin == 1.0
 
 
 def test_limits_are_positive_numbers_and_default_to_intuits():

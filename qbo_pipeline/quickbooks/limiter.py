@@ -145,8 +145,8 @@ class RealmLimiter:
         self._clock_rate = clock_rate
         self._requests = _Window(limits.requests_per_window, limits.window_seconds)
         self._second = _Window(limits.requests_per_second, SECOND, from_send=True)
-        self.arrival_margin = ARRIVAL_MARGIN
         self._batches = _Window(limits.batch_requests_per_window, limits.window_seconds)
+        self.arrival_margin = ARRIVAL_MARGIN
         self._in_flight = 0
         self._line: deque[object] = deque()
         self._changed = threading.Condition()

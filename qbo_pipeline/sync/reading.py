@@ -29,7 +29,7 @@ from qbo_pipeline.errors import PipelineError
 from qbo_pipeline.quickbooks.catalog import Entity
 from qbo_pipeline.quickbooks.client import QuickBooksClient
 from qbo_pipeline.quickbooks.query import select_page, sync_filter
-from qbo_pipeline.warehouse.records import Records, RecordTyper, record_typer
+from qbo_pipeline.warehouse.records import Records, record_typer
 
 log = logging.getLogger(__name__)
 
@@ -81,18 +81,12 @@ class _Read:
 class Reader:
     """Reads one entity of one realm for the engine, counting the requests it makes."""
 
-    def __init__(
-        self,
-        client: QuickBooksClient,
-        entity: Entity,
-        page_size: int,
-        typer: RecordTyper | None = None,
-    ) -> None:
+    def __init__(self, client: QuickBooksClient, entity: Entity, page_size: int) -> None:
         if page_size < 2:
             raise ValueError(f"pages must hold at least 2 rows to overlap; got {page_size}")
         self.client = client
         self.entity = entity
-        self.typer = typer or record_typer()
+        self.typer = record_typer()
         self.page_size = page_size
         self.seam_rows = max(1, min(SEAM_ROWS, page_size // 5))  # small pages: tests
         self.requests = 0
@@ -113,11 +107,6 @@ class Reader:
             return FirstPage(*self.typer.page_and_time(self.entity, body))
 
         return self.client.query_body(statement, read)
-
-    def by_ids(self, statement: str) -> Records:
-        """The records a query by Id returns."""
-        self.counted()
-        return self.client.query_body(statement, self._typed)
 
     def _typed(self, body: bytes) -> Records:
         return self.typer.page(self.entity, body)

@@ -204,27 +204,23 @@ def line_projection(entity: Entity, dialect: Dialect) -> Projection:
 
 
 def batch_select(entity: Entity, dialect: Dialect) -> str:
-    """The newest record of each id in STAGE, typed, with its raw JSON and its lines.
+    """PostgreSQL: the newest record of each id in STAGE, typed, with its raw JSON and its
+    lines (DuckDB types pages as they are read: records_select).
 
     Pages overlap (incremental syncs use >= on LastUpdatedTime), so a batch can hold two
-    versions of an entity, and a table holds one row per id: PostgreSQL cannot update one
-    key twice in a statement, and DuckDB's tables have no key to refuse a second row. On
+    versions of an entity, and PostgreSQL cannot update one key twice in a statement. On
     equal SyncTokens the later record wins, being the more recently fetched.
     """
+    if dialect is not Dialect.POSTGRES:
+        raise ValueError(f"batch_select is PostgreSQL's; {dialect} types records as read")
     projection = entity_projection(entity, dialect)
     columns = projection.typed(dialect)
     expressions = dict(columns)
     selected = [f"{expr} AS {quote(name)}" for name, expr in columns]
-    json_type = SQL_TYPES[dialect][JSON]
-    if dialect is Dialect.DUCKDB:
-        selected.append(f"CAST(raw AS {json_type}) AS raw")
-        if entity.lines is not None:
-            selected.append(f"j.{quote(entity.lines.field)} AS {LINES}")
-    else:
-        selected.append("j AS raw")
-        if entity.lines is not None:
-            field = literal(entity.lines.field)
-            selected.append(f"NULLIF(j->{field}, 'null'::jsonb) AS {LINES}")
+    selected.append("j AS raw")
+    if entity.lines is not None:
+        field = literal(entity.lines.field)
+        selected.append(f"NULLIF(j->{field}, 'null'::jsonb) AS {LINES}")
     rank = (
         f"row_number() OVER (PARTITION BY {expressions['id']} "
         f"ORDER BY COALESCE({expressions['sync_token']}, -1) DESC, {SEQ} DESC) AS _rank"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -20,8 +21,10 @@ REALM = "9130356766371234"
 
 
 @pytest.fixture
-def typer() -> RecordTyper:
-    return RecordTyper()
+def typer() -> Iterator[RecordTyper]:
+    typer = RecordTyper()
+    yield typer
+    typer.close()
 
 
 def _body(entity_name: str, rows: list[dict]) -> bytes:

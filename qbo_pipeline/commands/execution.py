@@ -10,7 +10,6 @@ from pathlib import Path
 import dagster as dg
 
 from qbo_pipeline.defs.partitions import realm_partitions
-from qbo_pipeline.quickbooks.catalog import ENTITIES
 from qbo_pipeline.settings import Settings
 
 # The root dagster.yaml: what `dagster dev` in the repository root uses.
@@ -62,6 +61,7 @@ def sync_realms(
     rather than from the environment. Without `count_check`, the checks are the hourly
     schedule's: none that counts rows in QBO (a call per table)."""
     from qbo_pipeline.definitions import defs
+    from qbo_pipeline.defs.assets import SYNC_OP
     from qbo_pipeline.defs.check_keys import ALL_TABLES, HOURLY_CHECKS
     from qbo_pipeline.defs.resources import pipeline_resources
 
@@ -77,7 +77,7 @@ def sync_realms(
     if missing:
         instance.add_dynamic_partitions(realm_partitions.name, missing)
     run_config = {
-        "ops": {entity.table: {"config": {"full_refresh": full_refresh}} for entity in ENTITIES},
+        "ops": {SYNC_OP: {"config": {"full_refresh": full_refresh}}},
         # Progress lines from the assets, without Dagster's step-by-step debug events.
         "loggers": {"console": {"config": {"log_level": "INFO"}}},
     }

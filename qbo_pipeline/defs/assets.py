@@ -1,12 +1,17 @@
-"""The warehouse tables as Dagster assets, one per catalog entity (and its line table).
+"""The warehouse tables as Dagster assets: one asset per table, all from one step.
 
-An entity with lines is one multi-asset: invoices and invoice_lines come from the same
-API pages and are written in the same transactions, so they materialise together.
+One multi-asset (`SYNC_OP`) holds every catalog table, as a connector's tables are one
+Dagster multi-asset: a run syncs the selected entities side by side, under the realm's one
+limiter, and each table materialises as its entity commits. An entity's line table comes
+from the same API pages and transactions as the entity, so selecting either syncs both.
 """
 
 import time
 from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from queue import SimpleQueue
 
 import dagster as dg
 
@@ -25,6 +30,11 @@ from qbo_pipeline.sync.engine import EntitySyncResult, SyncOptions, sync_entity
 from qbo_pipeline.warehouse.base import Warehouse
 
 GROUP = "quickbooks"
+# The one step that syncs a realm's tables, and the name its run config goes under.
+SYNC_OP = "quickbooks"
+# Entities synced side by side in a run: enough to overlap one entity's first page, count
+# and last pages with another's reading; the realm's limiter shares out the requests.
+ENTITIES_AT_ONCE = 4
 PROGRESS_SECONDS = 10.0
 KEY_PREFIX = "qbo"
 # Only transient failures are retried (see _as_dagster_failure); jitter keeps the retries
@@ -108,7 +118,11 @@ def _specs(entity: Entity, warehouse_kind: str) -> list[dg.AssetSpec]:
 
 
 def _materializations(
-    entity: Entity, result: EntitySyncResult, warehouse: Warehouse, events: int
+    entity: Entity,
+    result: EntitySyncResult,
+    warehouse: Warehouse,
+    events: int,
+    selected: AbstractSet[dg.AssetKey],
 ) -> Iterator[dg.MaterializeResult]:
     realm = result.realm_id
     metadata: dict[str, object] = {
@@ -123,8 +137,9 @@ def _materializations(
     }
     if result.cursor is not None:
         metadata["cursor"] = dg.MetadataValue.timestamp(result.cursor)
-    yield dg.MaterializeResult(asset_key=table_key(entity.table), metadata=metadata)
-    if entity.lines:
+    if table_key(entity.table) in selected:
+        yield dg.MaterializeResult(asset_key=table_key(entity.table), metadata=metadata)
+    if entity.lines and table_key(entity.lines.table) in selected:
         yield dg.MaterializeResult(
             asset_key=table_key(entity.lines.table),
             metadata={
@@ -145,13 +160,22 @@ def _as_dagster_failure() -> Iterator[None]:
         raise dg.Failure(description=str(error), allow_retries=is_transient(error)) from None
 
 
+class EntitiesFailed(PipelineError):
+    """Some entities of the run failed while the others were written: one line each, and
+    transient only if every one of them was."""
+
+    def __init__(self, errors: list[PipelineError]) -> None:
+        super().__init__("; ".join(dict.fromkeys(str(error) for error in errors)))
+        self.transient = all(is_transient(error) for error in errors)
+
+
 def _sync(
-    context: dg.AssetExecutionContext,
     client: QuickBooksClient,
     store: Warehouse,
     entity: Entity,
     config: SyncConfig,
     events: list[tuple[int, WebhookEvent]],
+    on_batch: Callable[[int, int], None],
 ) -> EntitySyncResult:
     """Webhook events name few Ids: read those; otherwise (or past the limit) sync."""
     if events and distinct_ids(event for _, event in events) <= config.by_id_limit:
@@ -161,67 +185,137 @@ def _sync(
         store,
         entity,
         SyncOptions(full=config.full_refresh, reconcile=config.reconcile),
-        on_batch=_progress(context, client.realm_id, entity),
+        on_batch=on_batch,
     )
 
 
 def _progress(
-    context: dg.AssetExecutionContext, realm: str, entity: Entity
+    lines: SimpleQueue[str | Future[EntitySyncResult]], realm: str, entity: Entity
 ) -> Callable[[int, int], None]:
     """A progress line for the first batch, then at most every PROGRESS_SECONDS: each line
     is an event the instance stores, and a line per 5,000-row batch cost more than the
-    batch's own commit."""
+    batch's own commit. The lines are queued for the step's own thread to log."""
     last = float("-inf")
 
-    def report(rows: int, lines: int) -> None:
+    def report(rows: int, written_lines: int) -> None:
         nonlocal last
         if time.monotonic() - last >= PROGRESS_SECONDS:
             last = time.monotonic()
-            context.log.info(
-                f"realm {realm} {entity.name}: {rows} rows, {lines} lines loaded so far"
+            lines.put(
+                f"realm {realm} {entity.name}: {rows} rows, {written_lines} lines loaded so far"
             )
 
     return report
 
 
-def build_entity_asset(entity: Entity, *, warehouse_kind: str) -> dg.AssetsDefinition:
+def selected_entities(selected: AbstractSet[dg.AssetKey]) -> list[Entity]:
+    """The entities a run syncs: those with a selected table (a line table brings its
+    entity, since both come from the same pages)."""
+    return [
+        entity
+        for entity in ENTITIES
+        if table_key(entity.table) in selected
+        or (entity.lines is not None and table_key(entity.lines.table) in selected)
+    ]
+
+
+def _sync_side_by_side(
+    context: dg.AssetExecutionContext,
+    client: QuickBooksClient,
+    store: Warehouse,
+    config: SyncConfig,
+    events: dict[str, list[tuple[int, WebhookEvent]]],
+    mark_processed: Callable[[list[int]], None],
+) -> Iterator[dg.MaterializeResult]:
+    """Each entity synced on a thread of its own, all under the realm's one limiter, so
+    one entity's first page, count and last pages overlap another's reading; each table
+    materialises as soon as its entity is committed. An entity that fails does not stop
+    the others: the step fails after they are written, naming each failure."""
+    realm, selected = client.realm_id, context.selected_asset_keys
+    entities = selected_entities(selected)
+    # The workers' progress lines and finished entities, in the order they happen: the
+    # step's own thread logs and materialises each at once.
+    happenings: SimpleQueue[str | Future[EntitySyncResult]] = SimpleQueue()
+    failures: list[PipelineError] = []
+    workers = max(1, min(ENTITIES_AT_ONCE, len(entities)))
+    with ThreadPoolExecutor(workers, thread_name_prefix=f"qbo-sync-{realm}") as pool:
+        futures: dict[Future[EntitySyncResult], Entity] = {}
+        for entity in entities:
+            future = pool.submit(
+                _sync,
+                client,
+                store,
+                entity,
+                config,
+                events[entity.name],
+                _progress(happenings, realm, entity),
+            )
+            futures[future] = entity
+            future.add_done_callback(happenings.put)
+        for _ in futures:
+            happening = happenings.get()
+            while isinstance(happening, str):
+                context.log.info(happening)
+                happening = happenings.get()
+            entity = futures[happening]
+            try:
+                result = happening.result()
+            except PipelineError as error:
+                context.log.error(f"realm {realm} {entity.name}: {error}")
+                failures.append(error)
+                continue
+            entity_events = events[entity.name]
+            if entity_events:  # committed: what they reported is in the warehouse
+                mark_processed([row_id for row_id, _ in entity_events])
+            context.log.info(
+                f"realm {realm} {entity.name}: {result.mode} sync wrote {result.rows} "
+                f"rows and {result.lines} lines, marked {result.deleted} deleted, from "
+                f"{result.requests} API requests in {result.seconds:.1f} s"
+            )
+            yield from _materializations(entity, result, store, len(entity_events), selected)
+    while not happenings.empty():  # lines queued after the last entity finished
+        happening = happenings.get_nowait()
+        if isinstance(happening, str):
+            context.log.info(happening)
+    if failures:
+        raise failures[0] if len(failures) == 1 else EntitiesFailed(failures)
+
+
+def build_sync_asset(*, warehouse_kind: str) -> dg.AssetsDefinition:
     @dg.multi_asset(
-        name=entity.table,
-        specs=_specs(entity, warehouse_kind),
+        name=SYNC_OP,
+        specs=[spec for entity in ENTITIES for spec in _specs(entity, warehouse_kind)],
         partitions_def=realm_partitions,
         retry_policy=RETRY_POLICY,
+        can_subset=True,
     )
-    def _entity_asset(
+    def _sync_asset(
         context: dg.AssetExecutionContext,
         config: SyncConfig,
         quickbooks: QuickBooksResource,
         warehouse: WarehouseResource,
     ) -> Iterator[dg.MaterializeResult]:
         realm = context.partition_key
+        inbox = quickbooks.runtime.inbox
         with _as_dagster_failure():
-            events = (
-                quickbooks.runtime.inbox.pending_events(
-                    realm, entity.name, config.webhook_events_through
+            events = {
+                entity.name: (
+                    inbox.pending_events(realm, entity.name, config.webhook_events_through)
+                    if config.webhook_events_through is not None
+                    else []
                 )
-                if config.webhook_events_through is not None
-                else []
-            )
+                for entity in selected_entities(context.selected_asset_keys)
+            }
+
+            def mark_processed(row_ids: list[int]) -> None:
+                inbox.mark_processed(row_ids, run_id=context.run.run_id)
+
             with quickbooks.client(realm) as client, warehouse.open() as store:
-                result = _sync(context, client, store, entity, config, events)
-                if events:  # committed: what they reported is in the warehouse
-                    quickbooks.runtime.inbox.mark_processed(
-                        [row_id for row_id, _ in events], run_id=context.run.run_id
-                    )
-                context.log.info(
-                    f"realm {realm} {entity.name}: {result.mode} sync wrote {result.rows} rows "
-                    f"and {result.lines} lines, marked {result.deleted} deleted, from "
-                    f"{result.requests} API requests in {result.seconds:.1f} s"
+                yield from _sync_side_by_side(
+                    context, client, store, config, events, mark_processed
                 )
-                yield from _materializations(entity, result, store, len(events))
 
-    return _entity_asset
+    return _sync_asset
 
 
-entity_assets = [
-    build_entity_asset(entity, warehouse_kind=warehouse_resource.kind) for entity in ENTITIES
-]
+sync_asset = build_sync_asset(warehouse_kind=warehouse_resource.kind)

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from qbo_pipeline.defs.assets import table_key
+from qbo_pipeline.defs.assets import SYNC_OP, table_key
 from qbo_pipeline.defs.check_keys import (
     FRESHNESS_CHECK,
     LIVE_ROWS_CHECK,
@@ -142,7 +142,7 @@ def _applies_webhook_events(context: dg.AssetCheckExecutionContext, entity: Enti
     """Whether the run applied webhook events to the entity (SyncConfig's
     webhook_events_through): such runs are kept to the API calls their events need."""
     ops: Mapping = context.run.run_config.get("ops", {})
-    config: Mapping = ops.get(entity.table, {}).get("config", {})
+    config: Mapping = ops.get(SYNC_OP, {}).get("config", {})
     return config.get("webhook_events_through") is not None
 
 

@@ -34,12 +34,12 @@ import dagster as dg
 from dagster._utils.schedules import cron_string_iterator, is_valid_cron_string
 
 from qbo_pipeline.defs import jobs
+from qbo_pipeline.defs.assets import SYNC_OP
 from qbo_pipeline.defs.check_keys import ALL_TABLES, HOURLY_CHECKS
 from qbo_pipeline.defs.partitions import realm_partitions
 from qbo_pipeline.defs.resources import QuickBooksResource
 from qbo_pipeline.defs.runs import busy_realms
 from qbo_pipeline.errors import ConfigurationError, PipelineError
-from qbo_pipeline.quickbooks.catalog import ENTITIES
 from qbo_pipeline.vault.store import ConnectionStatus
 
 SYNC_CRON_VARIABLE = "QBO_SYNC_CRON"
@@ -194,7 +194,7 @@ def build_incremental_schedule(cron: str) -> dg.ScheduleDefinition:
 def reconcile_run_config() -> dict:
     """Every entity synced incrementally (CDC included), then counted against QBO, and read
     in full only where the counts differ (see the module docstring)."""
-    return {"ops": {entity.table: {"config": {"reconcile": True}} for entity in ENTITIES}}
+    return {"ops": {SYNC_OP: {"config": {"reconcile": True}}}}
 
 
 def build_reconciliation_schedule(cron: str) -> dg.ScheduleDefinition:

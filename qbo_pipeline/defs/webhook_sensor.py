@@ -14,6 +14,7 @@ from collections import defaultdict
 import dagster as dg
 
 from qbo_pipeline.defs import jobs
+from qbo_pipeline.defs.assets import SYNC_OP
 from qbo_pipeline.defs.check_keys import entity_keys, without_api_calls
 from qbo_pipeline.defs.partitions import realm_partitions
 from qbo_pipeline.defs.resources import QuickBooksResource
@@ -81,9 +82,7 @@ def _run_request(
         asset_selection=[key for e in entities for key in entity_keys(e)],
         # Only the checks that cost no API call: the run stays at what its events need.
         asset_check_keys=[key for e in entities for key in without_api_calls(e)],
-        run_config={
-            "ops": {e.table: {"config": {"webhook_events_through": through}} for e in entities}
-        },
+        run_config={"ops": {SYNC_OP: {"config": {"webhook_events_through": through}}}},
         tags=tags,
     )
 

@@ -12,7 +12,6 @@ Imports no Dagster: the `defs/` layer wraps these in resources.
 from qbo_pipeline.vault.crypto import KeyRing, generate_key
 from qbo_pipeline.vault.database import (
     Database,
-    PostgresDatabase,
     SQLiteDatabase,
     open_database,
 )
@@ -53,7 +52,6 @@ __all__ = [
     "KeyConfigurationError",
     "KeyRing",
     "Lease",
-    "PostgresDatabase",
     "ReauthorizationRequired",
     "RefreshLockTimeout",
     "RotatedTokenNotSaved",

@@ -91,7 +91,7 @@ def test_a_revoked_grant_fails_the_run_at_once_with_a_reconnect_hint(connect):
     assert not run.success
     assert "reconnect" in run.error.lower()
     assert company.realm_id in run.error
-    assert len(attempts) == 2  # customers and invoices once each: no retries
+    assert len(attempts) == 1  # the one sync step, once: no retries
 
 
 def test_sensor_adds_new_connections_as_partitions_and_requests_their_first_sync(connect):

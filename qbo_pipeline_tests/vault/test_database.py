@@ -14,11 +14,11 @@ from qbo_pipeline.urls import mask_url
 from qbo_pipeline.vault import (
     ConnectionStore,
     KeyRing,
-    PostgresDatabase,
     SQLiteDatabase,
     database,
     open_database,
 )
+from qbo_pipeline.vault.postgres_database import PostgresDatabase
 
 
 def test_unset_url_means_sqlite_at_default_path(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from qbo_pipeline.commands.execution import sync_realms
 from qbo_pipeline.definitions import defs
+from qbo_pipeline.defs.assets import SYNC_OP, table_key
 from qbo_pipeline.defs.partitions import realm_partitions
 from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals
 from qbo_pipeline_tests.ticks import sensor_tick
@@ -33,6 +34,15 @@ def run(instance: dg.DagsterInstance, request: dg.RunRequest) -> dg.ExecuteInPro
         tags={**request.tags, "dagster/run_key": request.run_key},
         raise_on_error=False,
     )
+
+
+def materialized(outcome: dg.ExecuteInProcessResult, table: str) -> list[dg.AssetMaterialization]:
+    """The run's materialisations of one table (every table comes from the one sync step)."""
+    return [
+        m
+        for m in outcome.asset_materializations_for_node(SYNC_OP)
+        if m.asset_key == table_key(table)
+    ]
 
 
 def change_company(company) -> list[Change]:
@@ -104,10 +114,8 @@ def test_a_webhook_run_reads_only_the_changed_ids_and_marks_the_events_processed
                 [receiving.realm_id, changes[2].entity_id],
             )
         assert deleted_at is not None
-        materialized = outcome.asset_materializations_for_node("invoices")
-        assert {m.metadata["mode"].value for m in materialized if "mode" in m.metadata} == {
-            "webhook"
-        }
+        invoices = materialized(outcome, "invoices")
+        assert {m.metadata["mode"].value for m in invoices if "mode" in m.metadata} == {"webhook"}
         assert receiving.counts() == {"processed": 3}
         assert isinstance(sensor_tick(SENSOR, instance), dg.SkipReason)
 
@@ -160,13 +168,13 @@ def test_past_the_by_id_limit_the_run_syncs_the_entity_incrementally(receiving):
         changes = [Change("Customer", str(number), "updated") for number in range(1, 6)]
         deliver(receiving.url, cloudevents(receiving.realm_id, changes))
         [request_] = sensor_tick(SENSOR, instance).run_requests
-        config = request_.run_config["ops"]["customers"]["config"]
+        config = request_.run_config["ops"][SYNC_OP]["config"]
         request_ = request_.with_replaced_attrs(
-            run_config={"ops": {"customers": {"config": {**config, "by_id_limit": 4}}}}
+            run_config={"ops": {SYNC_OP: {"config": {**config, "by_id_limit": 4}}}}
         )
         outcome = run(instance, request_)
         assert outcome.success
-        [materialized] = outcome.asset_materializations_for_node("customers")
-        assert materialized.metadata["mode"].value == "incremental"
-        assert materialized.metadata["webhook_events"].value == 5
+        [customers] = materialized(outcome, "customers")
+        assert customers.metadata["mode"].value == "incremental"
+        assert customers.metadata["webhook_events"].value == 5
         assert receiving.counts() == {"processed": 5}

@@ -3,6 +3,7 @@ against the emulator, failures are clear, and the sensor registers new connectio
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -150,3 +151,26 @@ def test_sensor_skips_with_the_reason_when_the_vault_cannot_be_read(tmp_path, mo
         result = sensor_tick("realm_partitions_sensor", instance)
     assert isinstance(result, dg.SkipReason)
     assert "QBO_TOKEN_KEY is not set" in result.skip_message
+
+
+def test_an_entity_that_fails_leaves_the_others_written_and_named(connect, fixtures_dir, tmp_path):
+    """Entities sync side by side in the one step: an invoice whose tax total is not a number
+    fails the run with a line naming it, while the customers are written and materialised."""
+    records = [json.loads(line) for line in (fixtures_dir / "qbo_sandbox_records.jsonl").open()]
+    invoice = next(r["data"] for r in records if r["stream"] == "invoices")
+    invoice.setdefault("TxnTaxDetail", {})["TotalTax"] = "twelve"
+    data = tmp_path / "records.jsonl"
+    data.write_text("".join(json.dumps(record) + "\n" for record in records))
+    company = connect(data=data)
+    customers = len(company.entities("Customer"))
+    with dg.instance_for_test() as instance:
+        [run] = sync_realms([company.realm_id], instance=instance)
+        written = instance.get_latest_materialization_event(dg.AssetKey(["qbo", "customers"]))
+        invoices = instance.get_latest_materialization_event(dg.AssetKey(["qbo", "invoices"]))
+    assert not run.success
+    assert "twelve" in run.error and "TotalTax" in run.error
+    assert written is not None and written.dagster_event.partition == company.realm_id
+    assert invoices is None
+    with company.runtime.warehouse() as wh:
+        assert wh.count("customers", company.realm_id) == customers
+        assert wh.count("invoices", company.realm_id) == 0

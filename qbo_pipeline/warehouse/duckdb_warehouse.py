@@ -45,6 +45,10 @@ DEFAULT_LOCK_TIMEOUT = 60.0
 DEFAULT_LINGER = 2.0  # seconds a connection waits for the next transaction
 DEFAULT_MAX_HOLD = 5.0  # seconds after which the file is let go when another process asks
 DEFAULT_MAX_HOLD_UNASKED = 60.0  # ...and when nobody asked (a reader that cannot ask)
+# After letting the file go for a process that asked, wait this long before opening it
+# again: longer than that process's longest wait between tries (0.5 s plus jitter), so it
+# gets its turn instead of finding the file taken again.
+_YIELD_PAUSE = 0.6
 # DuckDB's default is 80% of RAM; a bounded buffer pool keeps a long sync's memory flat.
 DEFAULT_MEMORY_LIMIT = "160MB"
 # Staged rows go in through Arrow tables of this many rows, so staging 200,000 ids for
@@ -315,6 +319,8 @@ class DuckDBWarehouse(SqlWarehouse):
         )
         if not more_to_come or self._linger <= 0 or overdue:
             connection.close()
+            if overdue and self._asked_for():
+                time.sleep(_YIELD_PAUSE)
             return
         self._held = connection
         self._release = threading.Timer(self._linger, self._let_go, args=(connection,))

@@ -101,6 +101,14 @@ def _spec(
     )
 
 
+def entity_keys(entity: Entity) -> list[dg.AssetKey]:
+    """The entity's tables: its own, and its lines'."""
+    keys = [table_key(entity.table)]
+    if entity.lines:
+        keys.append(table_key(entity.lines.table))
+    return keys
+
+
 def _specs(entity: Entity, warehouse_kind: str) -> list[dg.AssetSpec]:
     specs = [_spec(entity.table, entity.description, entity.columns, warehouse_kind=warehouse_kind)]
     if entity.lines:
@@ -211,18 +219,14 @@ def _progress(
 def selected_entities(selected: AbstractSet[dg.AssetKey]) -> list[Entity]:
     """The entities a run syncs: those with a selected table (a line table brings its
     entity, since both come from the same pages)."""
-    return [
-        entity
-        for entity in ENTITIES
-        if table_key(entity.table) in selected
-        or (entity.lines is not None and table_key(entity.lines.table) in selected)
-    ]
+    return [entity for entity in ENTITIES if any(key in selected for key in entity_keys(entity))]
 
 
 def _sync_side_by_side(
     context: dg.AssetExecutionContext,
     client: QuickBooksClient,
     store: Warehouse,
+    entities: list[Entity],
     config: SyncConfig,
     events: dict[str, list[tuple[int, WebhookEvent]]],
     mark_processed: Callable[[list[int]], None],
@@ -232,7 +236,6 @@ def _sync_side_by_side(
     materialises as soon as its entity is committed. An entity that fails does not stop
     the others: the step fails after they are written, naming each failure."""
     realm, selected = client.realm_id, context.selected_asset_keys
-    entities = selected_entities(selected)
     # The workers' progress lines and finished entities, in the order they happen: the
     # step's own thread logs and materialises each at once.
     happenings: SimpleQueue[str | Future[EntitySyncResult]] = SimpleQueue()
@@ -297,6 +300,7 @@ def build_sync_asset(*, warehouse_kind: str) -> dg.AssetsDefinition:
     ) -> Iterator[dg.MaterializeResult]:
         realm = context.partition_key
         inbox = quickbooks.runtime.inbox
+        entities = selected_entities(context.selected_asset_keys)
         with _as_dagster_failure():
             events = {
                 entity.name: (
@@ -304,7 +308,7 @@ def build_sync_asset(*, warehouse_kind: str) -> dg.AssetsDefinition:
                     if config.webhook_events_through is not None
                     else []
                 )
-                for entity in selected_entities(context.selected_asset_keys)
+                for entity in entities
             }
 
             def mark_processed(row_ids: list[int]) -> None:
@@ -312,7 +316,7 @@ def build_sync_asset(*, warehouse_kind: str) -> dg.AssetsDefinition:
 
             with quickbooks.client(realm) as client, warehouse.open() as store:
                 yield from _sync_side_by_side(
-                    context, client, store, config, events, mark_processed
+                    context, client, store, entities, config, events, mark_processed
                 )
 
     return _sync_asset

@@ -8,20 +8,12 @@ daily reconciliation and runs started by hand pay for it.
 
 import dagster as dg
 
-from qbo_pipeline.defs.assets import table_key
+from qbo_pipeline.defs.assets import entity_keys, table_key
 from qbo_pipeline.quickbooks.catalog import ENTITIES, Entity
 
 LIVE_ROWS_CHECK = "live_rows_match_qbo"
 ORPHAN_LINES_CHECK = "lines_have_their_parent"
 FRESHNESS_CHECK = "realms_synced_recently"
-
-
-def entity_keys(entity: Entity) -> list[dg.AssetKey]:
-    """The entity's tables: its own, and its lines'."""
-    keys = [table_key(entity.table)]
-    if entity.lines:
-        keys.append(table_key(entity.lines.table))
-    return keys
 
 
 def without_api_calls(entity: Entity) -> list[dg.AssetCheckKey]:

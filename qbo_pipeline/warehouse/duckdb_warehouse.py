@@ -314,12 +314,11 @@ class DuckDBWarehouse(SqlWarehouse):
         Ids). Closing the file checkpoints it, and a close after each such read cost 2 to
         3.5 s of a 60,000-entity sync's CPU. A lone read lets the file go at once."""
         held_for = time.time() - self._held_since
-        overdue = held_for >= self._max_hold_unasked or (
-            held_for >= self._max_hold and self._asked_for()
-        )
+        asked = held_for >= self._max_hold and self._asked_for()
+        overdue = asked or held_for >= self._max_hold_unasked
         if not more_to_come or self._linger <= 0 or overdue:
             connection.close()
-            if overdue and self._asked_for():
+            if asked:
                 time.sleep(_YIELD_PAUSE)
             return
         self._held = connection

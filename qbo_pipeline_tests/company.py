@@ -42,6 +42,19 @@ class Company:
     def summary(self) -> dict:
         return self.admin(f"companies/{self.realm_id}/summary")  # type: ignore[return-value]
 
+    def stats(self) -> dict:
+        """The emulator's counters of what reached QBO for this realm."""
+        return self.admin("stats")["realms"][self.realm_id]  # type: ignore[index]
+
+    def reset_stats(self) -> None:
+        httpx.post(f"{self.emulator.base_url}/_emulator/stats/reset").raise_for_status()
+
+    def advance_qbo_clock(self, seconds: float) -> None:
+        """Move QBO's clock on (not ours): what CDC reaches, tokens' expiry, windows."""
+        httpx.post(
+            f"{self.emulator.base_url}/_emulator/clock", json={"advance_seconds": seconds}
+        ).raise_for_status()
+
     def quick_client(self, **overrides) -> QuickBooksClient:
         """An API client whose retries back off in milliseconds, so injected faults cost
         a test seconds rather than minutes."""

@@ -25,8 +25,14 @@ from qbo_pipeline.errors import PipelineError, is_transient
 from qbo_pipeline.quickbooks.catalog import ENTITIES, Column, ColumnType, Entity
 from qbo_pipeline.quickbooks.client import QuickBooksClient
 from qbo_pipeline.quickbooks.webhooks import WebhookEvent
+from qbo_pipeline.sync.cdc import SharedChanges
 from qbo_pipeline.sync.changes import BY_ID_LIMIT, apply_changes, distinct_ids
-from qbo_pipeline.sync.engine import EntitySyncResult, SyncOptions, sync_entity
+from qbo_pipeline.sync.engine import (
+    EntitySyncResult,
+    SyncOptions,
+    share_run_changes,
+    sync_entity,
+)
 from qbo_pipeline.warehouse.base import Warehouse
 
 GROUP = "quickbooks"
@@ -177,24 +183,24 @@ class EntitiesFailed(PipelineError):
         self.transient = all(is_transient(error) for error in errors)
 
 
+def _by_id(events: list[tuple[int, WebhookEvent]], config: SyncConfig) -> bool:
+    """Webhook events name few Ids: read those; otherwise (or past the limit) sync."""
+    return bool(events) and distinct_ids(event for _, event in events) <= config.by_id_limit
+
+
 def _sync(
     client: QuickBooksClient,
     store: Warehouse,
     entity: Entity,
-    config: SyncConfig,
+    options: SyncOptions,
     events: list[tuple[int, WebhookEvent]],
+    by_id: bool,
+    shared: SharedChanges | None,
     on_batch: Callable[[int, int], None],
 ) -> EntitySyncResult:
-    """Webhook events name few Ids: read those; otherwise (or past the limit) sync."""
-    if events and distinct_ids(event for _, event in events) <= config.by_id_limit:
+    if by_id:
         return apply_changes(client, store, entity, [event for _, event in events])
-    return sync_entity(
-        client,
-        store,
-        entity,
-        SyncOptions(full=config.full_refresh, reconcile=config.reconcile),
-        on_batch=on_batch,
-    )
+    return sync_entity(client, store, entity, options, on_batch=on_batch, shared=shared)
 
 
 def _progress(
@@ -240,6 +246,10 @@ def _sync_side_by_side(
     # step's own thread logs and materialises each at once.
     happenings: SimpleQueue[str | Future[EntitySyncResult]] = SimpleQueue()
     failures: list[PipelineError] = []
+    options = SyncOptions(full=config.full_refresh, reconcile=config.reconcile)
+    by_id = {entity.name: _by_id(events[entity.name], config) for entity in entities}
+    syncing = [entity for entity in entities if not by_id[entity.name]]
+    shared = share_run_changes(client, store, syncing, options)
     workers = max(1, min(ENTITIES_AT_ONCE, len(entities)))
     with ThreadPoolExecutor(workers, thread_name_prefix=f"qbo-sync-{realm}") as pool:
         futures: dict[Future[EntitySyncResult], Entity] = {}
@@ -249,8 +259,10 @@ def _sync_side_by_side(
                 client,
                 store,
                 entity,
-                config,
+                options,
                 events[entity.name],
+                by_id[entity.name],
+                shared,
                 _progress(happenings, realm, entity),
             )
             futures[future] = entity

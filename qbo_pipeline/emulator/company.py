@@ -284,6 +284,14 @@ class Company:
 
     # Building -------------------------------------------------------------------------------
 
+    def _ordered(self) -> Company:
+        """Sort each bulk load's timeline now: sorted in the first query instead, 200,000
+        invoices hold the event loop for a quarter of a second, and every request arriving
+        meanwhile is counted late against the limits, as if sent in a burst."""
+        for table in self.tables.values():
+            table.ordered()
+        return self
+
     @classmethod
     def generated(
         cls, realm_id: str, seed: int, customers: int, invoices: int, name: str | None = None
@@ -308,7 +316,7 @@ class Company:
             customer_table.load(
                 number, generator.customer(number, balances[number], with_jobs[number])
             )
-        return company
+        return company._ordered()
 
     @classmethod
     def replayed(cls, realm_id: str, path: Path) -> Company:
@@ -331,7 +339,7 @@ class Company:
                         f"{path}:{number}: {entity.name} without a numeric Id"
                     ) from None
                 company.tables[entity.name].put(entity_id, body)
-        return company
+        return company._ordered()
 
     # Reading --------------------------------------------------------------------------------
 

@@ -112,6 +112,17 @@ def _document(body: bytes) -> dict:
     return document
 
 
+def _on_written(sent: Callable[[], None]) -> Callable[[str, dict], None]:
+    """An httpcore trace hook that marks the request sent once its body is written, the
+    instant nearest QBO's count that the client can see (see the limiter's docstring)."""
+
+    def trace(event: str, info: dict) -> None:
+        if event.endswith(".send_request_body.complete"):
+            sent()
+
+    return trace
+
+
 def _backoff(initial: float, maximum: float) -> Callable[[RetryCallState], float]:
     """Exponential with jitter; after a throttle, the Retry-After QBO sent (capped at
     `maximum`), since retrying sooner only earns another 429."""
@@ -282,17 +293,24 @@ class QuickBooksClient:
         url = f"{self.company_url}/{path}"
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         params: dict[str, str] = {**extra, "minorversion": str(MINOR_VERSION)}
-        with self.limiter.slot():
+        with self.limiter.slot() as sent:
+            extensions = {"trace": _on_written(sent)}
             try:
                 if statement is not None and len(statement) > _LONG_QUERY:
                     headers["Content-Type"] = "application/text"
                     response = self._http.post(
-                        url, params=params, headers=headers, content=statement
+                        url,
+                        params=params,
+                        headers=headers,
+                        content=statement,
+                        extensions=extensions,
                     )
                 else:
                     if statement is not None:
                         params["query"] = statement
-                    response = self._http.get(url, params=params, headers=headers)
+                    response = self._http.get(
+                        url, params=params, headers=headers, extensions=extensions
+                    )
             except httpx.TransportError as error:
                 raise QuickBooksUnreachable(f"QuickBooks at {self.base_url}", error) from error
         fault = fault_from_response(response, context=context)

@@ -8,15 +8,24 @@ cost a probe, pages and a CDC call for the deletions on top. A full answer is co
 from its newest stamp. When more than 1000 objects share one second (a bulk change), CDC
 cannot be continued; the rest of the window is read by query, and the deletions are
 known only in part, which the engine settles by counting.
+
+A run of several entities asks CDC once for all of them (`SharedChanges`), from the
+earliest of their cursors: a run of thirty entities where little changed then costs one
+call, not thirty. Only an answer under the 1000 objects is shared, since a full one may
+stop part-way through any entity's changes; each entity then asks on its own.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from qbo_pipeline.quickbooks.catalog import Kind
+from qbo_pipeline.quickbooks.catalog import Entity, Kind
+from qbo_pipeline.quickbooks.client import ChangeSet, QuickBooksClient
+from qbo_pipeline.quickbooks.faults import ValidationFault
 from qbo_pipeline.quickbooks.timestamps import parse_instant
 from qbo_pipeline.sync.batches import BatchWriter
 from qbo_pipeline.sync.deletes import Deletion
@@ -43,14 +52,80 @@ class Changes:
     complete: bool  # False when a bulk change hid deletions from CDC
 
 
-def read_changes(reader: Reader, writer: BatchWriter, since: datetime) -> Changes:
-    """Write every row changed since `since` and collect the deletions."""
+def is_beyond_reach(fault: ValidationFault) -> bool:
+    """QBO's clock puts changedSince more than 30 days back (ours said it was not: the
+    clocks differ by more than CDC_MARGIN)."""
+    return any(detail.element == "changedSince" for detail in fault.errors)
+
+
+class SharedChanges:
+    """One CDC call for several entities, asked from the earliest of their `since`s, and
+    its answer when it stands for each entity's own (under the 1000 objects, and within
+    QBO's reach)."""
+
+    def __init__(self, answer: ChangeSet | None) -> None:
+        self._answer = answer
+        self._unclaimed = True
+        self._lock = threading.Lock()
+
+    def of(self, entity: Entity, since: datetime) -> ChangeSet | None:
+        """The entity's part of the answer, from its own `since` on; None: ask CDC."""
+        if self._answer is None:
+            return None
+        rows = [
+            row
+            for row in self._answer.changed.get(entity.name, [])
+            if parse_instant(row["MetaData"]["LastUpdatedTime"]) >= since
+        ]
+        return ChangeSet(changed={entity.name: rows}, server_time=self._answer.server_time)
+
+    def claim(self) -> int:
+        """The call, counted once: by the first entity that reads the answer."""
+        with self._lock:
+            calls, self._unclaimed = int(self._unclaimed), False
+            return calls
+
+
+def share_changes(
+    client: QuickBooksClient, entities: Sequence[tuple[Entity, datetime]]
+) -> SharedChanges | None:
+    """One CDC call for `entities` (each with its `since`); None for fewer than two."""
+    if len(entities) < 2:
+        return None
+    since = min(since for _, since in entities)
+    try:
+        answer = client.cdc([entity for entity, _ in entities], since)
+    except ValidationFault as fault:
+        if not is_beyond_reach(fault):
+            raise
+        return SharedChanges(None)
+    if sum(len(rows) for rows in answer.changed.values()) < CDC_MAX_OBJECTS:
+        return SharedChanges(answer)
+    log.info(
+        "realm %s: over %d changes since %s; each entity asks CDC on its own",
+        client.realm_id,
+        CDC_MAX_OBJECTS,
+        since.isoformat(),
+    )
+    return SharedChanges(None)
+
+
+def read_changes(
+    reader: Reader, writer: BatchWriter, since: datetime, shared: SharedChanges | None = None
+) -> Changes:
+    """Write every row changed since `since` and collect the deletions; the first answer
+    is the run's shared one when there is one."""
     client, entity = reader.client, reader.entity
     deletions: list[Deletion] = []
     position, upper = since, None
     while True:
-        reader.counted()
-        answer = client.cdc([entity], position)
+        answer = None
+        if shared is not None:
+            reader.counted(shared.claim())
+            answer, shared = shared.of(entity, since), None
+        if answer is None:
+            reader.counted()
+            answer = client.cdc([entity], position)
         upper = upper or bound_of(answer.server_time)
         objects = answer.changed.get(entity.name, [])
         if entity.kind is Kind.TRANSACTION:  # name-lists are inactivated, never deleted

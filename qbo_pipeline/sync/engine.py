@@ -30,7 +30,14 @@ from qbo_pipeline.quickbooks.client import QuickBooksClient
 from qbo_pipeline.quickbooks.faults import ValidationFault
 from qbo_pipeline.quickbooks.query import MAX_RESULTS, created_before
 from qbo_pipeline.sync.batches import BatchWriter
-from qbo_pipeline.sync.cdc import Changes, cdc_reaches, read_changes
+from qbo_pipeline.sync.cdc import (
+    Changes,
+    SharedChanges,
+    cdc_reaches,
+    is_beyond_reach,
+    read_changes,
+    share_changes,
+)
 from qbo_pipeline.sync.deletes import Deletion, write_by_ids
 from qbo_pipeline.sync.reading import Reader, bound_of
 from qbo_pipeline.warehouse import Warehouse
@@ -80,6 +87,24 @@ class _Outcome:
     marked: int = 0
 
 
+def share_run_changes(
+    client: QuickBooksClient,
+    warehouse: Warehouse,
+    entities: list[Entity],
+    options: SyncOptions = SyncOptions(),
+) -> SharedChanges | None:
+    """One CDC call for the entities of a run that will ask CDC, before they sync; pass it
+    to each `sync_entity`."""
+    asking = []
+    for entity in entities:
+        previous = None if options.full else warehouse.cursor(client.realm_id, entity.name)
+        if entity.cdc and previous is not None:
+            since = previous - options.overlap
+            if cdc_reaches(since, datetime.now(UTC)):
+                asking.append((entity, since))
+    return share_changes(client, asking)
+
+
 def sync_entity(
     client: QuickBooksClient,
     warehouse: Warehouse,
@@ -87,13 +112,15 @@ def sync_entity(
     options: SyncOptions = SyncOptions(),
     *,
     on_batch: Callable[[int, int], None] | None = None,
+    shared: SharedChanges | None = None,
 ) -> EntitySyncResult:
-    """Bring one entity of the client's realm up to date in the warehouse, deletes included."""
+    """Bring one entity of the client's realm up to date in the warehouse, deletes included;
+    `shared`: the run's one CDC answer (`share_run_changes`)."""
     started = time.monotonic()
     reader = Reader(client, entity, options.page_size)
     previous = None if options.full else warehouse.cursor(client.realm_id, entity.name)
     with BatchWriter(warehouse, entity, client.realm_id, options.batch_rows, on_batch) as writer:
-        outcome = _read_and_resolve(reader, warehouse, writer, previous, options)
+        outcome = _read_and_resolve(reader, warehouse, writer, previous, options, shared)
     deleted, cursor = _commit(warehouse, entity, client.realm_id, outcome)
     result = EntitySyncResult(
         entity=entity.name,
@@ -130,6 +157,7 @@ def _read_and_resolve(
     writer: BatchWriter,
     previous: datetime | None,
     options: SyncOptions,
+    shared: SharedChanges | None,
 ) -> _Outcome:
     """Read what changed since the cursor, or everything, and find what QBO deleted; a
     bulk change CDC cannot page through costs a count, and only a difference a full
@@ -142,7 +170,7 @@ def _read_and_resolve(
     if entity.kind is Kind.TRANSACTION and not reachable:
         log.info("realm %s %s: last sync beyond CDC's reach; reading in full", *_names(reader))
         return _read_in_full(reader, warehouse, writer, previous)
-    changes = _try_changes(reader, writer, since) if entity.cdc and reachable else None
+    changes = _try_changes(reader, writer, since, shared) if entity.cdc and reachable else None
     if changes is None and entity.kind is Kind.TRANSACTION and entity.cdc:
         return _read_in_full(reader, warehouse, writer, previous)
     if changes is not None:
@@ -160,13 +188,14 @@ def _read_and_resolve(
     return replace(_read_in_full(reader, warehouse, writer, previous), marked=marked)
 
 
-def _try_changes(reader: Reader, writer: BatchWriter, since: datetime) -> Changes | None:
-    """CDC's changes since `since`; None when QBO's clock puts `since` beyond its reach
-    (ours said it was not: the clocks differ by more than CDC_MARGIN)."""
+def _try_changes(
+    reader: Reader, writer: BatchWriter, since: datetime, shared: SharedChanges | None
+) -> Changes | None:
+    """CDC's changes since `since`; None when QBO's clock puts `since` beyond its reach."""
     try:
-        return read_changes(reader, writer, since)
+        return read_changes(reader, writer, since, shared)
     except ValidationFault as fault:
-        if not any(detail.element == "changedSince" for detail in fault.errors):
+        if not is_beyond_reach(fault):
             raise
         log.info("realm %s %s: QBO says the cursor is beyond CDC's reach", *_names(reader))
         return None

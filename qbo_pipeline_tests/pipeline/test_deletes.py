@@ -40,16 +40,6 @@ def deleted_in_warehouse(company) -> set[str]:
     return {row[0] for row in rows}
 
 
-def realm_stats(company) -> dict:
-    """The emulator's counters of what reached QBO for the company's realm."""
-    stats = httpx.get(f"{company.emulator.base_url}/_emulator/stats").json()
-    return stats["realms"][company.realm_id]
-
-
-def reset_stats(company) -> None:
-    httpx.post(f"{company.emulator.base_url}/_emulator/stats/reset").raise_for_status()
-
-
 def test_deleted_invoices_are_marked_through_cdc(connect, warehouse_url):
     company = connect(warehouse_url=warehouse_url, customers=60, invoices=150)
     sync_both(company)
@@ -62,11 +52,11 @@ def test_deleted_invoices_are_marked_through_cdc(connect, warehouse_url):
               "Active": False},
     )  # fmt: skip
     assert deactivated.status_code == 200, deactivated.text
-    reset_stats(company)
+    company.reset_stats()
 
     results = sync_both(company)
 
-    assert realm_stats(company)["cdc_calls"] >= 1
+    assert company.stats()["cdc_calls"] >= 1
     assert results["Invoice"].mode == "incremental"
     assert results["Invoice"].deleted == 4
     assert deleted_in_warehouse(company) == set(gone)
@@ -83,7 +73,7 @@ def test_a_sync_older_than_cdc_reaches_falls_back_to_reconciliation(connect):
     gone = delete_invoices(company, 3)
     with company.runtime.warehouse() as wh:  # the last sync, 31 days ago
         wh.query("UPDATE qbo._sync_state SET cursor = cursor - INTERVAL 31 DAY")
-    reset_stats(company)
+    company.reset_stats()
 
     results = sync_both(company)
 
@@ -92,7 +82,7 @@ def test_a_sync_older_than_cdc_reaches_falls_back_to_reconciliation(connect):
     assert deleted_in_warehouse(company) == set(gone)
     with company.runtime.warehouse() as wh:
         assert_warehouse_equals(wh, company.realm_id, company.entities)
-    assert realm_stats(company)["cdc_calls"] == 0  # CDC reaches 30 days back: not asked
+    assert company.stats()["cdc_calls"] == 0  # CDC reaches 30 days back: not asked
 
 
 def test_when_qbo_says_the_cursor_is_beyond_cdc_the_sync_reads_in_full(connect):
@@ -101,10 +91,8 @@ def test_when_qbo_says_the_cursor_is_beyond_cdc_the_sync_reads_in_full(connect):
     company = connect(customers=40, invoices=120)
     sync_both(company)
     gone = delete_invoices(company, 3)
-    httpx.post(
-        f"{company.emulator.base_url}/_emulator/clock", json={"advance_seconds": 31 * 86400}
-    ).raise_for_status()
-    reset_stats(company)
+    company.advance_qbo_clock(31 * 86400)
+    company.reset_stats()
 
     results = sync_both(company)
 
@@ -113,7 +101,7 @@ def test_when_qbo_says_the_cursor_is_beyond_cdc_the_sync_reads_in_full(connect):
     assert deleted_in_warehouse(company) == set(gone)
     with company.runtime.warehouse() as wh:
         assert_warehouse_equals(wh, company.realm_id, company.entities)
-    assert realm_stats(company)["cdc_calls"] == 2  # one refusal per entity
+    assert company.stats()["cdc_calls"] == 2  # one refusal per entity
 
 
 def test_deletes_hidden_by_a_bulk_change_are_still_found(connect):
@@ -131,7 +119,7 @@ def test_deletes_hidden_by_a_bulk_change_are_still_found(connect):
 
     with company.runtime.client(company.realm_id) as client, company.runtime.warehouse() as wh:
         sync_entity(client, wh, CUSTOMER, OPTIONS)
-        reset_stats(company)
+        company.reset_stats()
         result = sync_entity(
             client, wh, INVOICE, OPTIONS, on_batch=lambda rows, lines: progress.append(rows)
         )
@@ -147,7 +135,7 @@ def test_deletes_hidden_by_a_bulk_change_are_still_found(connect):
     # CDC's one answer (1000 of the bulk second's rows), the changed rows by query, then all.
     assert result.fetched == 1000 + len(changed) + 2500 - len(gone)
     assert progress and progress[-1] == result.rows
-    stats = realm_stats(company)
+    stats = company.stats()
     assert stats["cdc_calls"] == 1  # a full answer within one second is not asked again
     assert result.requests == stats["requests"]
 
@@ -160,7 +148,7 @@ def test_a_bulk_change_without_deletes_costs_one_count_not_a_full_read(connect):
         json={"updates": 2300, "seed": 6},
     ).raise_for_status()
 
-    reset_stats(company)
+    company.reset_stats()
 
     result = sync_both(company)["Invoice"]
 
@@ -171,4 +159,4 @@ def test_a_bulk_change_without_deletes_costs_one_count_not_a_full_read(connect):
         assert_warehouse_equals(wh, company.realm_id, company.entities)
     # One COUNT decides that no deletion hid in the bulk change; the other tells the
     # reader how many pages the bulk change's rows fill.
-    assert realm_stats(company)["count_queries"] == 2
+    assert company.stats()["count_queries"] == 2

@@ -21,11 +21,6 @@ OPTIONS = SyncOptions(page_size=40, batch_rows=150)
 PATIENT = {"timeout": 1.0, "max_attempts": 12, "backoff_max": 0.2}
 
 
-def realm_stats(company) -> dict:
-    document = httpx.get(f"{company.emulator.base_url}/_emulator/stats").json()
-    return document["realms"][company.realm_id]
-
-
 @pytest.mark.parametrize(
     "kind", ["429", "500", "503", "timeout", "reset", "truncate", "xml", "fault200"]
 )
@@ -40,7 +35,7 @@ def test_each_fault_at_a_high_rate_loses_nothing(connect, kind):
     ):
         for entity in (CUSTOMER, INVOICE):
             sync_entity(client, wh, entity, OPTIONS)
-        assert sum(realm_stats(company)["faults"].values()) > 3  # faults really happened
+        assert sum(company.stats()["faults"].values()) > 3  # faults really happened
         httpx.delete(f"{company.emulator.base_url}/_emulator/faults").raise_for_status()
         assert_warehouse_equals(wh, company.realm_id, company.entities)
 
@@ -66,7 +61,7 @@ def test_the_client_never_breaks_the_limits_the_emulator_enforces(connect):
     ):
         for entity in (CUSTOMER, INVOICE):
             sync_entity(client, wh, entity, SyncOptions(page_size=100))
-        stats = realm_stats(company)
+        stats = company.stats()
         assert stats["throttled"] == 0
         assert stats["peak_in_flight"] <= 4
         assert stats["requests"] <= 40
@@ -83,7 +78,7 @@ def test_a_sync_at_qbos_real_limits_is_never_throttled(connect):
         assert client.limiter.limits == Limits()  # the settings' defaults: Intuit's
         for entity in (CUSTOMER, INVOICE):
             sync_entity(client, wh, entity, SyncOptions(page_size=20))
-        stats = realm_stats(company)
+        stats = company.stats()
         assert stats["by_status"].keys() == {"200"} and stats["throttled"] == 0
         assert stats["throttled_by_reason"] == {
             "rate": 0,
@@ -129,3 +124,37 @@ def test_token_refreshes_and_company_checks_take_a_slot_of_the_realms_limiter(co
         assert named and named[0]
     finally:
         runtime.close()
+
+
+class _Marks(RealmLimiter):
+    """Records, per request, when it was let through, marked sent, and answered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.marks: list[list[str]] = []
+
+    def _admit(self, charges):
+        entries = super()._admit(charges)
+        self.marks.append(["admitted"])
+        return entries
+
+    def _sent(self, entries) -> None:
+        super()._sent(entries)
+        self.marks[-1].append("sent")
+
+    def _finish(self, entries) -> None:
+        super()._finish(entries)
+        self.marks[-1].append("answered")
+
+
+def test_the_client_marks_each_request_sent_once_it_is_written(connect):
+    """The second counts a request from its write, so a thread that waited for the GIL
+    after the limiter let it through does not crowd the next second; GET and POST alike."""
+    company = connect(customers=30, invoices=5, latency_ms=50.0)
+    limiter = _Marks()
+    with company.quick_client(limiter=limiter) as client:
+        client.query("SELECT * FROM Customer STARTPOSITION 1 MAXRESULTS 10")
+        ids = ", ".join(f"'{n}'" for n in range(1, 400))
+        client.query(f"SELECT * FROM Customer WHERE Id IN ({ids})")  # sent as a POST body
+
+    assert limiter.marks == [["admitted", "sent", "answered"]] * 2

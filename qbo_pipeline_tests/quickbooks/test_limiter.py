@@ -67,7 +67,8 @@ def run(
     def request(spec: tuple[int, bool]) -> None:
         nonlocal in_flight, peak
         weight, batch = spec
-        with limiter.slot(weight, batch=batch):
+        with limiter.slot(weight, batch=batch) as sent:
+            sent()
             with lock:
                 starts.append((clock(), weight, batch))
                 in_flight += 1
@@ -81,27 +82,26 @@ def run(
     return {"starts": starts, "peak": peak}
 
 
-class AdmissionLog(RealmLimiter):
-    """Records when each request was let through, as the limiter saw it: a stamp taken by
+class SendLog(RealmLimiter):
+    """Records when each request was marked sent, as the limiter saw it: a stamp taken by
     the thread afterwards would also hold that thread's scheduling delay (the arrival
     jitter the margin is for)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.admissions: list[float] = []
+        self.sends: list[float] = []
 
-    def _admit(self, charges):
-        admitted = super()._admit(charges)
-        second = next(entry for window, entry in admitted if window is self._second)
-        self.admissions.append(second.end - self.arrival_margin)
-        return admitted
+    def _sent(self, entries) -> None:
+        super()._sent(entries)
+        second = next(entry for window, entry in entries if window is self._second)
+        self.sends.append(second.end - self.arrival_margin)
 
 
 def test_every_window_and_the_in_flight_cap_hold_under_many_threads():
     clock = FastClock()
-    limiter = AdmissionLog(Limits(), clock=clock, clock_rate=SPEED)
+    limiter = SendLog(Limits(), clock=clock, clock_rate=SPEED)
     result = run(limiter, clock, [(1, False)] * 300, threads=32)
-    sends = limiter.admissions
+    sends = limiter.sends
 
     assert len(sends) == 300 and result["peak"] <= 10
     assert most_within(sends, 1.0) == 10  # held, and used
@@ -196,17 +196,45 @@ def test_the_second_counts_a_request_from_its_send_plus_the_arrival_margin():
     varies from the send by less than the margin."""
     clock = ManualClock()
     limiter = RealmLimiter(Limits(requests_per_second=1), clock=clock, clock_rate=10.0)
-    with limiter.slot():
+    with limiter.slot() as sent:
+        clock.now = 0.2  # admitted at 0, written at 0.2: the GIL or a busy thread between
+        sent()
         clock.now = 5.0  # the answer
     clock.now = 0.5
 
-    assert _admitted_at(limiter, clock, [0.99, 1.0 + ARRIVAL_MARGIN]) == 1.0 + ARRIVAL_MARGIN
+    late = 1.2 + ARRIVAL_MARGIN
+    assert _admitted_at(limiter, clock, [1.0 + ARRIVAL_MARGIN, late - 0.01, late]) == late
+
+
+def test_a_request_still_unsent_holds_the_second_until_it_is_sent():
+    clock = ManualClock()
+    limiter = RealmLimiter(Limits(requests_per_second=1), clock=clock, clock_rate=10.0)
+    mark: list = []
+    admitted, release = threading.Event(), threading.Event()
+
+    def slow_writer() -> None:
+        with limiter.slot() as sent:
+            mark.append(sent)
+            admitted.set()
+            release.wait(5)
+
+    writer = threading.Thread(target=slow_writer)
+    writer.start()
+    try:
+        assert admitted.wait(2)
+        clock.now = 0.5
+        mark[0]()  # written at 0.5: the next may go at 1.5 plus the margin, answer or not
+        assert _admitted_at(limiter, clock, [1.4, 1.5 + ARRIVAL_MARGIN]) == 1.5 + ARRIVAL_MARGIN
+    finally:
+        release.set()
+        writer.join()
 
 
 def test_the_second_counts_from_the_answer_when_it_comes_within_the_margin():
     clock = ManualClock()
     limiter = RealmLimiter(Limits(requests_per_second=1), clock=clock, clock_rate=10.0)
-    with limiter.slot():
+    with limiter.slot() as sent:
+        sent()
         clock.now = 0.01
     clock.now = 0.5
 
@@ -228,7 +256,8 @@ def test_each_throttle_doubles_the_arrival_margin_up_to_a_second():
     clock = ManualClock()
     limiter = RealmLimiter(Limits(requests_per_second=1), clock=clock, clock_rate=10.0)
     limiter.throttled()
-    with limiter.slot():
+    with limiter.slot() as sent:
+        sent()
         clock.now = 3.0
     clock.now = 0.5
 

@@ -59,17 +59,16 @@ def connect_warehouse(
     url: str | None, *, default_path: Path, entities: Sequence[Entity] = ENTITIES
 ) -> Warehouse:
     """Open (not yet create) the warehouse a URL names; unset means the local DuckDB file."""
-    # Imported here, not at the top: the DuckDB writer brings pandas and pyarrow (~0.6 s),
-    # which a process that imports the warehouse package but opens none should not pay.
-    from qbo_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
-    from qbo_pipeline.warehouse.postgres_warehouse import PostgresWarehouse
-
+    # Each backend is imported when named, not at the top: a process pays only for the one
+    # it opens (psycopg and its pool cost a DuckDB run ~90 ms).
     text = (url or "").strip()
-    if not text:
-        return DuckDBWarehouse(default_path, entities=entities)
     lowered = text.lower()
-    if lowered.startswith(DUCKDB_PREFIX):
-        return DuckDBWarehouse(duckdb_path(text), entities=entities)
+    if not text or lowered.startswith(DUCKDB_PREFIX):
+        from qbo_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+        return DuckDBWarehouse(duckdb_path(text) if text else default_path, entities=entities)
     if lowered.startswith(POSTGRES_PREFIXES):
+        from qbo_pipeline.warehouse.postgres_warehouse import PostgresWarehouse
+
         return PostgresWarehouse(text, entities=entities)
     raise unsupported(text)

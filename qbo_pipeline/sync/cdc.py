@@ -2,12 +2,12 @@
 a window in one call per 1000 changes.
 
 CDC answers with the full payloads of what changed since an instant (deletions as stubs),
-oldest first, at most 1000 objects a call, for 30 days back. So an incremental sync of a
-company where little changed costs one call per entity, where a query of the window would
-cost a probe, pages and a CDC call for the deletions on top. A full answer is continued
-from its newest stamp. When more than 1000 objects share one second (a bulk change), CDC
-cannot be continued; the rest of the window is read by query, and the deletions are
-known only in part, which the engine settles by counting.
+oldest first, at most 1000 objects a call, for 30 days back. So an incremental sync of an
+entity where little changed costs one call (shared by the run's entities, below), where a
+query of the window would cost a probe, pages and a CDC call for the deletions on top. A
+full answer is continued from its newest stamp. When more than 1000 objects share one
+second (a bulk change), CDC cannot be continued; the rest of the window is read by query,
+and the deletions are known only in part, which the engine settles by counting.
 
 A run of several entities asks CDC once for all of them (`SharedChanges`), from the
 earliest of their cursors: a run of thirty entities where little changed then costs one

@@ -14,8 +14,8 @@ from collections import defaultdict
 import dagster as dg
 
 from qbo_pipeline.defs import jobs
-from qbo_pipeline.defs.assets import SYNC_OP
-from qbo_pipeline.defs.check_keys import entity_keys, without_api_calls
+from qbo_pipeline.defs.assets import SYNC_OP, entity_keys
+from qbo_pipeline.defs.check_keys import without_api_calls
 from qbo_pipeline.defs.partitions import realm_partitions
 from qbo_pipeline.defs.resources import QuickBooksResource
 from qbo_pipeline.defs.runs import busy_realms, failed_attempts

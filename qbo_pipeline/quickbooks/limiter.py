@@ -20,7 +20,7 @@ send and its answer.
   tenth after it. The margin starts at 100 ms, and each 429 doubles it for the
   realm (up to a second), so a deployment whose delays vary more pays one throttle per
   doubling, not one per request. 100 ms: on a loaded 2-core machine with the emulator
-  beside the sync, arrivals trailed sends by up to 53 ms (p99 31 ms), and the Internet
+  beside the sync, arrivals trailed writes by up to 40 ms (p99 27 ms), and the Internet
   adds its own; it costs at most a tenth of the second's rate (10 in 1.1 s).
 - The send is when the request's last byte was written (the client marks it from
   httpcore's trace), not when the limiter let it through: between the two, a thread

@@ -99,10 +99,17 @@ def share_run_changes(
     for entity in entities:
         previous = None if options.full else warehouse.cursor(client.realm_id, entity.name)
         if entity.cdc and previous is not None:
-            since = previous - options.overlap
-            if cdc_reaches(since, datetime.now(UTC)):
+            since, reachable = _changes_since(previous, options)
+            if reachable:
                 asking.append((entity, since))
     return share_changes(client, asking)
+
+
+def _changes_since(previous: datetime, options: SyncOptions) -> tuple[datetime, bool]:
+    """Where an incremental read starts (the cursor less the overlap), and whether CDC
+    reaches back that far by our clock."""
+    since = previous - options.overlap
+    return since, cdc_reaches(since, datetime.now(UTC))
 
 
 def sync_entity(
@@ -165,8 +172,7 @@ def _read_and_resolve(
     client, entity = reader.client, reader.entity
     if previous is None:
         return _read_in_full(reader, warehouse, writer, previous)
-    since = previous - options.overlap
-    reachable = cdc_reaches(since, datetime.now(UTC))
+    since, reachable = _changes_since(previous, options)
     if entity.kind is Kind.TRANSACTION and not reachable:
         log.info("realm %s %s: last sync beyond CDC's reach; reading in full", *_names(reader))
         return _read_in_full(reader, warehouse, writer, previous)

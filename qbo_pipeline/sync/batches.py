@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 
 from qbo_pipeline.quickbooks.catalog import Entity
 from qbo_pipeline.warehouse import Records, Warehouse
@@ -14,7 +15,8 @@ class BatchWriter:
 
     Pages arrive typed (records.py). A full batch is joined (one version of each record)
     on a helper thread while the caller's thread writes the batch before it. At most one
-    batch is being joined and one written.
+    batch is being joined and one written. Inside `with`, what the caller's thread writes
+    goes in one transaction where the warehouse gains by it (Warehouse.bulk).
     """
 
     def __init__(
@@ -33,6 +35,7 @@ class BatchWriter:
         self._batched = 0
         self._joiner = ThreadPoolExecutor(1, thread_name_prefix=f"qbo-join-{entity.name}")
         self._pending: Future[Records] | None = None
+        self._exits = ExitStack()
 
     def add(self, page: Records) -> None:
         self.fetched += len(page)
@@ -49,10 +52,12 @@ class BatchWriter:
         self._write_pending()
 
     def __enter__(self) -> BatchWriter:
+        self._exits.enter_context(self.warehouse.bulk())
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        with self._exits:
+            self.close()
 
     def close(self) -> None:
         """Stop the helper thread; a batch still being joined is dropped unwritten."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
@@ -66,6 +66,11 @@ class Warehouse(Protocol):
 
     def unseen_ids(self, entity: Entity, realm_id: str, seen_ids: Iterable[str]) -> list[str]: ...
 
+    def bulk(self) -> AbstractContextManager[None]:
+        """What this thread writes inside may go in one transaction, committed when the
+        block ends, where the backend writes a large one more cheaply (DuckDB)."""
+        ...
+
     def cursor(self, realm_id: str, entity_name: str) -> datetime | None: ...
 
     def count(self, table: str, realm_id: str | None = None) -> int: ...
@@ -114,6 +119,10 @@ class SqlWarehouse(ABC):
 
     def close(self) -> None:  # noqa: B027 - backends without held resources need nothing
         pass
+
+    def bulk(self) -> AbstractContextManager[None]:
+        """A transaction per write, unless the backend gains by fewer (Warehouse.bulk)."""
+        return nullcontext()
 
     def __enter__(self) -> SqlWarehouse:
         return self

@@ -7,7 +7,8 @@ difference: when the warehouse is about to write the lines of the BATCH-th batch
 (counting from 1), that batch's invoice rows are written in its still open transaction
 and its lines are not. Then this process writes MARKER, a JSON object:
 
-    committed: the ids written by each earlier batch (whose transactions committed)
+    committed: the ids written by each earlier batch (in transactions of their own on
+        PostgreSQL; on DuckDB, in the same one as the open batch, see Warehouse.bulk)
     open: the ids of the batch being written
     invoices_in_transaction, lines_in_transaction: the realm's rows as the open
         transaction sees them, proof that its invoice rows are in and its lines are not

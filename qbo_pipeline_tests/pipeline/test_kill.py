@@ -146,7 +146,11 @@ def test_kill_minus_nine_mid_sync_then_rerun(connect, warehouse_url, tmp_path):
     runtime = Runtime(Settings.from_env(env))
     ids, lines = warehouse_invoices(runtime, company.realm_id)
     assert_whole(ids, lines, source)
-    assert 5000 <= len(ids) < 16000  # killed mid-way
+    assert len(ids) < 16000  # killed mid-way
+    if not warehouse_url.startswith("duckdb"):
+        # PostgreSQL commits each batch; DuckDB an entity's batches together (bulk), so
+        # it holds what it last let go of, if anything.
+        assert len(ids) >= 5000
     with runtime.warehouse() as wh:
         assert wh.cursor(company.realm_id, "Invoice") is None  # not committed before the end
 
@@ -165,8 +169,8 @@ def test_kill_minus_nine_mid_sync_then_rerun(connect, warehouse_url, tmp_path):
 @pytest.mark.slow
 def test_kill_between_an_invoice_batch_and_its_lines(connect, warehouse_url, tmp_path):
     """Killed once the second batch's invoices are written and before their lines: the
-    transaction holding them rolls back, so the warehouse holds the first batch whole
-    and nothing of the second, and the cursor stays where it was."""
+    transaction holding them rolls back, so the warehouse holds no more than the first
+    batch, whole, and nothing of the second, and the cursor stays where it was."""
     # Batches are 5,000 rows or a page more (pages are up to 1,000): 7,000 invoices make
     # at least two.
     company = connect(warehouse_url=warehouse_url, customers=100, invoices=7000)
@@ -203,9 +207,15 @@ def test_kill_between_an_invoice_batch_and_its_lines(connect, warehouse_url, tmp
 
     runtime = Runtime(Settings.from_env(company.env))
     ids, lines = warehouse_invoices(runtime, company.realm_id)
-    assert ids == set(first)  # no half batch: none of the killed batch's invoices
+    # No half batch: none of the killed batch's invoices. DuckDB writes an entity's
+    # batches in one transaction, so the first is gone with it, unless a pause between
+    # batches let the file go and committed it.
+    if warehouse_url.startswith("duckdb"):
+        assert ids in (set(), set(first))
+    else:
+        assert ids == set(first)
     assert_whole(ids, lines, source)  # and no invoice without its lines
-    assert len(lines) == first_lines
+    assert len(lines) == (first_lines if ids else 0)
     with runtime.warehouse() as wh:
         assert wh.cursor(company.realm_id, "Invoice") is None
 

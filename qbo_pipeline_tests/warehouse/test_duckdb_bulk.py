@@ -1,0 +1,165 @@
+"""A sync's batches of one entity in one DuckDB transaction (DuckDBWarehouse.bulk)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from qbo_pipeline.quickbooks.catalog import CUSTOMER, INVOICE
+from qbo_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
+from qbo_pipeline.warehouse.records import Records, record_typer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _copies(records: list[dict], first_id: int, count: int) -> list[dict]:
+    """`count` records like the sandbox's, each under an Id of its own."""
+    made = []
+    for number in range(first_id, first_id + count):
+        record = dict(records[number % len(records)])
+        record["Id"] = str(number)
+        made.append(record)
+    return made
+
+
+def test_a_bulk_transaction_does_not_hold_the_batches_it_wrote(
+    tmp_path: Path, invoices: list[dict]
+) -> None:
+    """Memory stays at about one batch however many a sync writes before its commit."""
+    warehouse = DuckDBWarehouse(tmp_path / "bulk.duckdb")
+    warehouse.ensure_schema()
+    typer = record_typer()
+
+    def batch(step: int) -> Records:
+        """Pages that overlap, as a full sync reads them: joining them copies each page
+        less the row the next one repeats into Arrow's pool."""
+        pages = [typer.records(INVOICE, _copies(invoices, step * 500 + page * 100, 101))
+                 for page in range(5)]  # fmt: skip
+        return Records.joined(INVOICE, pages)
+
+    first = batch(0)
+    one_batch = first.rows.nbytes + (first.lines.nbytes if first.lines else 0)
+    before = pa.total_allocated_bytes()
+    with warehouse.bulk():
+        warehouse.upsert(INVOICE, "realm", first)
+        del first
+        for step in range(1, 12):
+            warehouse.upsert(INVOICE, "realm", batch(step))
+        held = pa.total_allocated_bytes() - before
+    warehouse.close()
+
+    assert held < 2 * one_batch, f"{held:,} bytes of Arrow held; one batch is {one_batch:,}"
+    assert DuckDBWarehouse(tmp_path / "bulk.duckdb").count("invoices") == 12 * 500 + 1
+
+
+def test_threads_in_bulk_each_commit_their_own_entity(
+    tmp_path: Path, customers: list[dict], invoices: list[dict]
+) -> None:
+    """One entity failing mid-sync keeps what it wrote, and the other's rows all land."""
+    warehouse = DuckDBWarehouse(tmp_path / "bulk.duckdb")
+    warehouse.ensure_schema()
+    failures: list[BaseException] = []
+
+    def customers_sync() -> None:
+        with warehouse.bulk():
+            for step in range(6):
+                warehouse.upsert(CUSTOMER, "realm", _copies(customers, 1 + step * 100, 100))
+
+    def invoices_sync() -> None:
+        try:
+            with warehouse.bulk():
+                for step in range(6):
+                    if step == 3:
+                        raise RuntimeError("QBO stopped answering")
+                    warehouse.upsert(INVOICE, "realm", _copies(invoices, 1 + step * 100, 100))
+        except RuntimeError as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=customers_sync), threading.Thread(target=invoices_sync)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    warehouse.close()
+
+    assert [str(error) for error in failures] == ["QBO stopped answering"]
+    reopened = DuckDBWarehouse(tmp_path / "bulk.duckdb")
+    assert reopened.count("customers", "realm") == 600
+    assert reopened.count("invoices", "realm") == 300
+    assert reopened.count("invoice_lines", "realm") > 300
+
+
+def test_a_statement_that_fails_in_bulk_writes_none_of_the_transaction(
+    tmp_path: Path, invoices: list[dict]
+) -> None:
+    """DuckDB cannot keep part of a failed transaction: the block's writes are undone and
+    the error says so, rather than the sync going on as if they were stored."""
+    warehouse = DuckDBWarehouse(tmp_path / "bulk.duckdb")
+    warehouse.ensure_schema()
+    with pytest.raises(duckdb.CatalogException, match="no_such_table"), warehouse.bulk():
+        warehouse.upsert(INVOICE, "realm", _copies(invoices, 1, 50))
+        warehouse.query("SELECT * FROM qbo.no_such_table")
+    assert warehouse.count("invoices", "realm") == 0
+    warehouse.upsert(INVOICE, "realm", _copies(invoices, 1, 50))
+    assert warehouse.count("invoices", "realm") == 50
+    warehouse.close()
+
+
+WRITE_ONCE = """
+import json, sys
+from qbo_pipeline.quickbooks.catalog import INVOICE
+from qbo_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+invoices = json.loads(sys.stdin.read())
+warehouse = DuckDBWarehouse(sys.argv[1], lock_timeout=20)
+print(warehouse.upsert(INVOICE, "realm-late", invoices).rows_written, flush=True)
+warehouse.close()
+"""
+
+
+def test_a_bulk_sync_lets_a_waiting_process_in_and_keeps_every_batch(
+    tmp_path: Path, invoices: list[dict]
+) -> None:
+    """Letting the file go commits what the sync wrote so far; its later batches go in a
+    new transaction, and none is lost."""
+    path = tmp_path / "shared.duckdb"
+    holder = DuckDBWarehouse(path, max_hold=0.5, max_hold_unasked=600)
+    holder.ensure_schema()
+    late = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(WRITE_ONCE), str(path)],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert late.stdin is not None
+    late.stdin.write(json.dumps(invoices))
+    late.stdin.close()
+    batches = 0
+    deadline = time.monotonic() + 60
+    with holder.bulk():
+        while late.poll() is None and time.monotonic() < deadline:
+            holder.upsert(INVOICE, "realm-long", _copies(invoices, 1 + batches * 5, 5))
+            batches += 1
+        holder.upsert(INVOICE, "realm-long", _copies(invoices, 1 + batches * 5, 5))
+        batches += 1
+    holder.close()
+
+    late.wait(timeout=30)
+    assert late.stdout is not None and late.stderr is not None
+    assert late.returncode == 0, late.stderr.read()
+    assert late.stdout.read().strip() == "5"
+    assert batches > 2 and time.monotonic() < deadline  # it got in while the sync ran
+    reopened = DuckDBWarehouse(path)
+    assert reopened.count("invoices", "realm-late") == 5
+    assert reopened.count("invoices", "realm-long") == 5 * batches

@@ -17,3 +17,13 @@ def sandbox_stream(fixtures_dir: Path, stream: str) -> list[dict]:
                 entity.pop("airbyte_cursor", None)
                 records.append(entity)
     return records
+
+
+def copies(records: list[dict], first_id: int, count: int) -> list[dict]:
+    """`count` records like the sandbox's, each under an Id of its own."""
+    made = []
+    for number in range(first_id, first_id + count):
+        record = dict(records[number % len(records)])
+        record["Id"] = str(number)
+        made.append(record)
+    return made

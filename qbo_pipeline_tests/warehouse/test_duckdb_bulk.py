@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import textwrap
 import threading
-import time
 from pathlib import Path
 
 import duckdb
@@ -17,18 +12,7 @@ import pytest
 from qbo_pipeline.quickbooks.catalog import CUSTOMER, INVOICE
 from qbo_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
 from qbo_pipeline.warehouse.records import Records, record_typer
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _copies(records: list[dict], first_id: int, count: int) -> list[dict]:
-    """`count` records like the sandbox's, each under an Id of its own."""
-    made = []
-    for number in range(first_id, first_id + count):
-        record = dict(records[number % len(records)])
-        record["Id"] = str(number)
-        made.append(record)
-    return made
+from qbo_pipeline_tests.sandbox import copies
 
 
 def test_a_bulk_transaction_does_not_hold_the_batches_it_wrote(
@@ -42,7 +26,7 @@ def test_a_bulk_transaction_does_not_hold_the_batches_it_wrote(
     def batch(step: int) -> Records:
         """Pages that overlap, as a full sync reads them: joining them copies each page
         less the row the next one repeats into Arrow's pool."""
-        pages = [typer.records(INVOICE, _copies(invoices, step * 500 + page * 100, 101))
+        pages = [typer.records(INVOICE, copies(invoices, step * 500 + page * 100, 101))
                  for page in range(5)]  # fmt: skip
         return Records.joined(INVOICE, pages)
 
@@ -72,7 +56,7 @@ def test_threads_in_bulk_each_commit_their_own_entity(
     def customers_sync() -> None:
         with warehouse.bulk():
             for step in range(6):
-                warehouse.upsert(CUSTOMER, "realm", _copies(customers, 1 + step * 100, 100))
+                warehouse.upsert(CUSTOMER, "realm", copies(customers, 1 + step * 100, 100))
 
     def invoices_sync() -> None:
         try:
@@ -80,7 +64,7 @@ def test_threads_in_bulk_each_commit_their_own_entity(
                 for step in range(6):
                     if step == 3:
                         raise RuntimeError("QBO stopped answering")
-                    warehouse.upsert(INVOICE, "realm", _copies(invoices, 1 + step * 100, 100))
+                    warehouse.upsert(INVOICE, "realm", copies(invoices, 1 + step * 100, 100))
         except RuntimeError as error:
             failures.append(error)
 
@@ -106,60 +90,9 @@ def test_a_statement_that_fails_in_bulk_writes_none_of_the_transaction(
     warehouse = DuckDBWarehouse(tmp_path / "bulk.duckdb")
     warehouse.ensure_schema()
     with pytest.raises(duckdb.CatalogException, match="no_such_table"), warehouse.bulk():
-        warehouse.upsert(INVOICE, "realm", _copies(invoices, 1, 50))
+        warehouse.upsert(INVOICE, "realm", copies(invoices, 1, 50))
         warehouse.query("SELECT * FROM qbo.no_such_table")
     assert warehouse.count("invoices", "realm") == 0
-    warehouse.upsert(INVOICE, "realm", _copies(invoices, 1, 50))
+    warehouse.upsert(INVOICE, "realm", copies(invoices, 1, 50))
     assert warehouse.count("invoices", "realm") == 50
     warehouse.close()
-
-
-WRITE_ONCE = """
-import json, sys
-from qbo_pipeline.quickbooks.catalog import INVOICE
-from qbo_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
-
-invoices = json.loads(sys.stdin.read())
-warehouse = DuckDBWarehouse(sys.argv[1], lock_timeout=20)
-print(warehouse.upsert(INVOICE, "realm-late", invoices).rows_written, flush=True)
-warehouse.close()
-"""
-
-
-def test_a_bulk_sync_lets_a_waiting_process_in_and_keeps_every_batch(
-    tmp_path: Path, invoices: list[dict]
-) -> None:
-    """Letting the file go commits what the sync wrote so far; its later batches go in a
-    new transaction, and none is lost."""
-    path = tmp_path / "shared.duckdb"
-    holder = DuckDBWarehouse(path, max_hold=0.5, max_hold_unasked=600)
-    holder.ensure_schema()
-    late = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(WRITE_ONCE), str(path)],
-        cwd=REPO,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert late.stdin is not None
-    late.stdin.write(json.dumps(invoices))
-    late.stdin.close()
-    batches = 0
-    deadline = time.monotonic() + 60
-    with holder.bulk():
-        while late.poll() is None and time.monotonic() < deadline:
-            holder.upsert(INVOICE, "realm-long", _copies(invoices, 1 + batches * 5, 5))
-            batches += 1
-        holder.upsert(INVOICE, "realm-long", _copies(invoices, 1 + batches * 5, 5))
-        batches += 1
-    holder.close()
-
-    late.wait(timeout=30)
-    assert late.stdout is not None and late.stderr is not None
-    assert late.returncode == 0, late.stderr.read()
-    assert late.stdout.read().strip() == "5"
-    assert batches > 2 and time.monotonic() < deadline  # it got in while the sync ran
-    reopened = DuckDBWarehouse(path)
-    assert reopened.count("invoices", "realm-late") == 5
-    assert reopened.count("invoices", "realm-long") == 5 * batches

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 from qbo_pipeline.quickbooks.catalog import INVOICE
 from qbo_pipeline.warehouse import WarehouseError
 from qbo_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
+from qbo_pipeline_tests.sandbox import copies
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -131,11 +133,13 @@ warehouse.close()
 """
 
 
+@pytest.mark.parametrize("bulk", [False, True], ids=["batch by batch", "in bulk"])
 def test_a_long_sync_lets_a_waiting_process_in_between_batches(
-    tmp_path: Path, invoices: list[dict]
+    tmp_path: Path, invoices: list[dict], bulk: bool
 ) -> None:
     """The holder keeps the file between batches (each close checkpoints), but lets go
-    soon after another process asks for it, not only when its sync ends."""
+    soon after another process asks for it, not only when its sync ends. In bulk, letting
+    go commits what the sync wrote so far, and none of its batches is lost."""
     path = tmp_path / "shared.duckdb"
     holder = DuckDBWarehouse(path, max_hold=0.5, max_hold_unasked=600)
     holder.ensure_schema()
@@ -152,9 +156,11 @@ def test_a_long_sync_lets_a_waiting_process_in_between_batches(
     late.stdin.close()
     batches = 0
     deadline = time.monotonic() + 60
-    while late.poll() is None and time.monotonic() < deadline:
-        holder.upsert(INVOICE, "realm-long", invoices)  # a sync that never pauses
-        batches += 1
+    with holder.bulk() if bulk else contextlib.nullcontext():
+        while late.poll() is None and time.monotonic() < deadline:
+            # a sync that never pauses, each batch new invoices
+            holder.upsert(INVOICE, "realm-long", copies(invoices, 1 + batches * 5, 5))
+            batches += 1
     holder.close()
 
     late.wait(timeout=30)
@@ -162,4 +168,6 @@ def test_a_long_sync_lets_a_waiting_process_in_between_batches(
     assert late.returncode == 0, late.stderr.read()
     assert late.stdout.read().strip() == "5"
     assert batches > 1 and time.monotonic() < deadline  # it got in while the sync ran
-    assert DuckDBWarehouse(path).count("invoices", "realm-late") == 5
+    reopened = DuckDBWarehouse(path)
+    assert reopened.count("invoices", "realm-late") == 5
+    assert reopened.count("invoices", "realm-long") == 5 * batches

@@ -325,37 +325,46 @@ class DuckDBWarehouse(SqlWarehouse):
     def _session(self, *, more_to_come: bool = False) -> Iterator[_DuckSession]:
         with self._lock:
             self._cancel_release()
+            thread = threading.get_ident()
+            in_bulk = thread in self._bulk_threads
+            if in_bulk:
+                self._raise_if_lost(thread)
             lingering = self._held is not None
             connection, self._held = self._held or self._open(), None
-            if threading.get_ident() in self._bulk_threads:
-                with self._bulk_session(connection) as session:
-                    yield session
-                self._keep_or_close(connection, True)
-                return
             try:
-                connection.begin()
-                session = _DuckSession(connection)
-                try:
-                    yield session
-                    session.drop_temporary()
-                except BaseException:
-                    connection.rollback()
-                    raise
-                connection.commit()
+                if in_bulk:
+                    with self._bulk_session(connection) as session:
+                        yield session
+                else:
+                    with self._own_transaction(connection) as session:
+                        yield session
             except BaseException:
                 self._close(connection)
                 raise
-            self._keep_or_close(connection, more_to_come or lingering)
+            self._keep_or_close(connection, in_bulk or more_to_come or lingering)
+
+    @staticmethod
+    @contextmanager
+    def _own_transaction(connection: duckdb.DuckDBPyConnection) -> Iterator[_DuckSession]:
+        connection.begin()
+        session = _DuckSession(connection)
+        try:
+            yield session
+            session.drop_temporary()
+        except BaseException:
+            connection.rollback()
+            raise
+        connection.commit()
 
     @contextmanager
     def _bulk_session(self, connection: duckdb.DuckDBPyConnection) -> Iterator[_DuckSession]:
         """The calling thread's open transaction, begun on a cursor of its own (the
         threads of a sync each write their own tables)."""
         thread = threading.get_ident()
-        self._raise_if_lost(thread)
         cursor = self._open_bulk.get(thread)
         if cursor is None:
             cursor = self._open_bulk[thread] = connection.cursor()
+            self._configure_cursor(cursor)
             cursor.begin()
         session = _DuckSession(cursor)
         try:
@@ -366,26 +375,30 @@ class DuckDBWarehouse(SqlWarehouse):
             with contextlib.suppress(duckdb.Error):
                 cursor.rollback()
             cursor.close()
-            self._close(connection)
             raise
 
+    @staticmethod
+    def _configure_cursor(cursor: duckdb.DuckDBPyConnection) -> None:
+        """A cursor shares its database's settings but not the session's time zone."""
+        cursor.execute("SET TimeZone = 'UTC'")
+
     def _end_bulk(self, thread: int) -> None:
-        """Commit the thread's bulk transaction, if one is open (the lock is held)."""
+        """Commit the thread's bulk transaction, if one is open (the lock is held); a
+        failure is the thread's own to raise (`_raise_if_lost`), whichever thread
+        committed, so the others' transactions are still committed."""
         cursor = self._open_bulk.pop(thread, None)
         if cursor is None:
             return
         try:
             cursor.commit()
         except duckdb.Error as error:
-            if thread != threading.get_ident():
-                self._lost_bulk[thread] = error
-            raise
+            self._lost_bulk[thread] = error
         finally:
             cursor.close()
 
     def _raise_if_lost(self, thread: int) -> None:
-        """A thread whose batches another thread failed to commit must not go on as if
-        they were written: its entity's cursor would move past them."""
+        """A thread whose batches failed to commit must not go on as if they were
+        written: its entity's cursor would move past them."""
         if (error := self._lost_bulk.pop(thread, None)) is not None:
             raise WarehouseError(
                 f"DuckDB warehouse {self.path}: committing this sync's batches failed "
@@ -394,11 +407,9 @@ class DuckDBWarehouse(SqlWarehouse):
 
     def _close(self, connection: duckdb.DuckDBPyConnection) -> None:
         """Commit every open bulk transaction, then let the file go (the lock is held)."""
-        try:
-            for thread in list(self._open_bulk):
-                self._end_bulk(thread)
-        finally:
-            connection.close()
+        for thread in list(self._open_bulk):
+            self._end_bulk(thread)
+        connection.close()
 
     def _keep_or_close(self, connection: duckdb.DuckDBPyConnection, more_to_come: bool) -> None:
         """Keep the file for the next transaction, unless others have waited long enough.
@@ -433,6 +444,6 @@ class DuckDBWarehouse(SqlWarehouse):
     def close(self) -> None:
         with self._lock:
             self._cancel_release()
-            if self._held is not None:
-                self._close(self._held)
-                self._held = None
+            held, self._held = self._held, None
+            if held is not None:
+                self._close(held)

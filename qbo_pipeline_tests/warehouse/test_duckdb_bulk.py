@@ -10,8 +10,10 @@ import pyarrow as pa
 import pytest
 
 from qbo_pipeline.quickbooks.catalog import CUSTOMER, INVOICE
+from qbo_pipeline.warehouse import WarehouseError
 from qbo_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
 from qbo_pipeline.warehouse.records import Records, record_typer
+from qbo_pipeline.warehouse.schema import SYNC_STATE_TABLE
 from qbo_pipeline_tests.sandbox import copies
 
 
@@ -95,4 +97,44 @@ def test_a_statement_that_fails_in_bulk_writes_none_of_the_transaction(
     assert warehouse.count("invoices", "realm") == 0
     warehouse.upsert(INVOICE, "realm", copies(invoices, 1, 50))
     assert warehouse.count("invoices", "realm") == 50
+    warehouse.close()
+
+
+def test_a_commit_that_fails_fails_its_own_thread_and_no_other(tmp_path: Path) -> None:
+    """Letting the file go commits every thread's transaction: one that conflicts raises
+    in its own thread, at its next step, and the others' writes are kept."""
+    warehouse = DuckDBWarehouse(tmp_path / "bulk.duckdb", linger=600, max_hold_unasked=600)
+    warehouse.ensure_schema()
+    state = SYNC_STATE_TABLE.qualified
+    same_key = (
+        f"INSERT INTO {state} (realm_id, entity, cursor, updated_at) "
+        "VALUES ('realm', 'Invoice', now(), now())"
+    )
+    statements = [same_key, same_key, "CREATE TABLE qbo.kept AS SELECT 42 AS answer"]
+    written = [threading.Event() for _ in statements]
+    let_go = threading.Event()
+    errors: dict[int, str] = {}
+
+    def sync(index: int) -> None:
+        try:
+            with warehouse.bulk():
+                warehouse.query(statements[index])
+                written[index].set()
+                let_go.wait(timeout=30)
+        except WarehouseError as error:
+            errors[index] = str(error)
+
+    threads = [threading.Thread(target=sync, args=(index,)) for index in range(3)]
+    for thread, done in zip(threads, written, strict=True):
+        thread.start()
+        assert done.wait(timeout=30)
+    warehouse.close()  # as the linger timer does, or another thread letting the file go
+    let_go.set()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert len(errors) == 1 and set(errors) <= {0, 1}, errors
+    assert "committing this sync's batches failed" in next(iter(errors.values()))
+    assert warehouse.query("SELECT answer FROM qbo.kept") == [(42,)]
+    assert warehouse.query(f"SELECT count(*) FROM {state}") == [(1,)]
     warehouse.close()

@@ -260,7 +260,7 @@ class DuckDBWarehouse(SqlWarehouse):
         self._bulk_threads: set[int] = set()
         # A thread in bulk(): its cursor on the held connection, in an open transaction.
         self._open_bulk: dict[int, duckdb.DuckDBPyConnection] = {}
-        # A bulk transaction another thread failed to commit, for its own thread to raise.
+        # A bulk transaction that failed to commit, for its own thread to raise.
         self._lost_bulk: dict[int, Exception] = {}
 
     def _open(self) -> duckdb.DuckDBPyConnection:
@@ -289,7 +289,7 @@ class DuckDBWarehouse(SqlWarehouse):
         own workers only added contention (22.4 s of CPU against 25.4 s for a 60,000-entity
         sync). Background allocator threads hand freed memory back to the system, which
         DuckDB's allocator otherwise keeps resident after a batch."""
-        connection.execute("SET TimeZone = 'UTC'")
+        self._use_utc(connection)
         connection.execute(f"SET memory_limit = '{self._memory_limit}'")
         connection.execute("SET threads = 1")
         connection.execute("SET allocator_background_threads = true")
@@ -364,7 +364,7 @@ class DuckDBWarehouse(SqlWarehouse):
         cursor = self._open_bulk.get(thread)
         if cursor is None:
             cursor = self._open_bulk[thread] = connection.cursor()
-            self._configure_cursor(cursor)
+            self._use_utc(cursor)
             cursor.begin()
         session = _DuckSession(cursor)
         try:
@@ -378,9 +378,10 @@ class DuckDBWarehouse(SqlWarehouse):
             raise
 
     @staticmethod
-    def _configure_cursor(cursor: duckdb.DuckDBPyConnection) -> None:
-        """A cursor shares its database's settings but not the session's time zone."""
-        cursor.execute("SET TimeZone = 'UTC'")
+    def _use_utc(connection: duckdb.DuckDBPyConnection) -> None:
+        """The time zone is a connection's own: a cursor shares its database's other
+        settings but not this one."""
+        connection.execute("SET TimeZone = 'UTC'")
 
     def _end_bulk(self, thread: int) -> None:
         """Commit the thread's bulk transaction, if one is open (the lock is held); a

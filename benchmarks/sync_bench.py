@@ -706,8 +706,9 @@ def no_change_lines(name: str, when: str, sync: Sync) -> list[Line]:
     return [
         Figure(f"{name}: no-change sync requests, {when}", sync.record.sync_requests, "req",
                NO_CHANGE_REQUESTS_GOAL, "max"),
-        Note(f"{name}:   the checks' requests; wall time; CPU",
-             f"{sync.check_requests}; {sync.cost.seconds:.1f} s; {sync.cost.cpu_seconds:.1f} s"),
+        Note(f"{name}:   the checks' requests; wall time; CPU; peak RSS",
+             f"{sync.check_requests}; {sync.cost.seconds:.1f} s; {sync.cost.cpu_seconds:.1f} s; "
+             f"{sync.cost.peak_rss_mib:,.0f} MiB"),
     ]  # fmt: skip
 
 

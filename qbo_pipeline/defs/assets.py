@@ -22,7 +22,7 @@ from qbo_pipeline.defs.resources import (
     warehouse_resource,
 )
 from qbo_pipeline.errors import PipelineError, is_transient
-from qbo_pipeline.quickbooks.catalog import ENTITIES, Column, ColumnType, Entity
+from qbo_pipeline.quickbooks.catalog import ENTITIES, ColumnType, Entity
 from qbo_pipeline.quickbooks.client import QuickBooksClient
 from qbo_pipeline.quickbooks.webhooks import WebhookEvent
 from qbo_pipeline.sync.cdc import SharedChanges
@@ -34,6 +34,8 @@ from qbo_pipeline.sync.engine import (
     sync_entity,
 )
 from qbo_pipeline.warehouse.base import Warehouse
+from qbo_pipeline.warehouse.schema import Table, entity_table, line_table
+from qbo_pipeline.warehouse.sql import JSON
 
 GROUP = "quickbooks"
 # The one step that syncs a realm's tables, and the name its run config goes under.
@@ -55,6 +57,7 @@ _DAGSTER_TYPES = {
     ColumnType.DECIMAL: "decimal",
     ColumnType.DATE: "date",
     ColumnType.TIMESTAMP: "timestamp",
+    JSON: "json",
 }
 
 
@@ -73,12 +76,13 @@ class SyncConfig(dg.Config):
     syncs the entity incrementally instead."""
 
 
-def _schema(keys: tuple[str, ...], columns: tuple[Column, ...]) -> dg.TableSchema:
+def _schema(table: Table) -> dg.TableSchema:
+    """The warehouse table's columns as the Dagster UI lists them, with their comments."""
     return dg.TableSchema(
-        columns=[dg.TableColumn("realm_id", "string")]
-        + [dg.TableColumn(key, "integer" if key == "line_index" else "string") for key in keys]
-        + [dg.TableColumn(c.name, _DAGSTER_TYPES[c.type]) for c in columns]
-        + [dg.TableColumn("raw", "json")]
+        columns=[
+            dg.TableColumn(c.name, _DAGSTER_TYPES[c.type], description=c.description or None)
+            for c in table.columns
+        ]
     )
 
 
@@ -87,22 +91,15 @@ def table_key(table: str) -> dg.AssetKey:
     return dg.AssetKey([KEY_PREFIX, table])
 
 
-def _spec(
-    table: str,
-    description: str,
-    columns: tuple[Column, ...],
-    keys: tuple[str, ...] = (),
-    *,
-    warehouse_kind: str,
-) -> dg.AssetSpec:
+def _spec(table: Table, *, warehouse_kind: str) -> dg.AssetSpec:
     return dg.AssetSpec(
-        table_key(table),
+        table_key(table.name),
         group_name=GROUP,
         kinds={"quickbooks", warehouse_kind},
-        description=description,
+        description=table.description,
         metadata={
-            "dagster/table_name": f"qbo.{table}",
-            "dagster/column_schema": _schema(keys, columns),
+            "dagster/table_name": f"qbo.{table.name}",
+            "dagster/column_schema": _schema(table),
         },
     )
 
@@ -116,19 +113,8 @@ def entity_keys(entity: Entity) -> list[dg.AssetKey]:
 
 
 def _specs(entity: Entity, warehouse_kind: str) -> list[dg.AssetSpec]:
-    specs = [_spec(entity.table, entity.description, entity.columns, warehouse_kind=warehouse_kind)]
-    if entity.lines:
-        lines = entity.lines
-        specs.append(
-            _spec(
-                lines.table,
-                lines.description,
-                lines.columns,
-                (lines.parent_key, "line_index"),
-                warehouse_kind=warehouse_kind,
-            )
-        )
-    return specs
+    tables = [entity_table(entity), line_table(entity)]
+    return [_spec(table, warehouse_kind=warehouse_kind) for table in tables if table]
 
 
 def _materializations(

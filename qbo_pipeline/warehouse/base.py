@@ -136,21 +136,28 @@ class SqlWarehouse(ABC):
     # --- schema ------------------------------------------------------------------------
 
     def ensure_schema(self) -> None:
-        """Create what is missing and add columns the catalog gained; never drops anything."""
+        """Create what is missing, add columns the catalog gained and bring the comments in
+        line with its descriptions; never drops anything."""
         with self._schema_lock, self._session() as session:
             session.lock_schema()
             session.run(schema.CREATE_SCHEMA)
-            existing: dict[str, set[str]] = {}
-            for table_name, column_name in session.run(schema.EXISTING_COLUMNS):
-                existing.setdefault(table_name, set()).add(column_name)
+            existing: dict[str, dict[str | None, str | None]] = {}
+            for table_name, column_name, comment in session.run(
+                schema.EXISTING_COLUMNS[self.dialect]
+            ):
+                existing.setdefault(table_name, {})[column_name] = comment
             for table in self._tables.values():
                 have = existing.get(table.name)
                 if have is None:
                     session.run(schema.create_table(table, self.dialect))
-                    continue
+                    have = {}
                 for column in table.columns:
-                    if column.name not in have:
+                    if column.name not in have and table.name in existing:
                         session.run(schema.add_column(table, column, self.dialect))
+                    if (have.get(column.name) or "") != column.description:
+                        session.run(schema.comment_on_column(table, column))
+                if (have.get(None) or "") != table.description:
+                    session.run(schema.comment_on_table(table))
             self._schema_ready = True
 
     def _ready(self) -> None:

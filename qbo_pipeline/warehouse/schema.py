@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from qbo_pipeline.quickbooks.catalog import ColumnType, Entity
+from qbo_pipeline.quickbooks.catalog import Column, ColumnType, Entity
 from qbo_pipeline.warehouse.normalise import (
     BATCH,
     BATCH_LINES,
@@ -23,7 +23,15 @@ from qbo_pipeline.warehouse.normalise import (
     batch_select,
     lines_select,
 )
-from qbo_pipeline.warehouse.sql import JSON, SQL_TYPES, Dialect, quote, temp_table_as, text_array
+from qbo_pipeline.warehouse.sql import (
+    JSON,
+    SQL_TYPES,
+    Dialect,
+    literal,
+    quote,
+    temp_table_as,
+    text_array,
+)
 
 SCHEMA = "qbo"
 SYNC_STATE = "_sync_state"
@@ -38,6 +46,7 @@ SEEN = "_qbo_seen"  # (id) staged by unseen_ids
 class TableColumn:
     name: str
     type: str  # a ColumnType value or JSON
+    description: str = ""  # the column's comment in the database
 
 
 @dataclass(frozen=True)
@@ -48,28 +57,47 @@ class Table:
     columns: tuple[TableColumn, ...]
     key: tuple[str, ...]
     loaded: tuple[TableColumn, ...]  # filled from normalised rows; the rest by the writer
+    description: str = ""  # the table's comment in the database
 
     @property
     def qualified(self) -> str:
         return f"{SCHEMA}.{quote(self.name)}"
 
 
-def _catalog_columns(columns: Sequence) -> tuple[TableColumn, ...]:
-    return tuple(TableColumn(column.name, column.type.value) for column in columns)
+def _catalog_columns(columns: Sequence[Column]) -> tuple[TableColumn, ...]:
+    return tuple(TableColumn(c.name, c.type.value, c.description) for c in columns)
+
+
+REALM_ID = TableColumn(
+    "realm_id", ColumnType.TEXT, "The QuickBooks company (realm) the row belongs to"
+)
 
 
 def entity_table(entity: Entity) -> Table:
     loaded = (
-        TableColumn("realm_id", ColumnType.TEXT),
+        REALM_ID,
         *_catalog_columns(entity.columns),
-        TableColumn("raw", JSON),
+        TableColumn("raw", JSON, f"The {entity.name} exactly as QuickBooks returned it"),
     )
     bookkeeping = (
-        TableColumn("synced_at", ColumnType.TIMESTAMP),
-        TableColumn("deleted_at", ColumnType.TIMESTAMP),
-        TableColumn("deleted_reason", ColumnType.TEXT),
+        TableColumn("synced_at", ColumnType.TIMESTAMP, "When this version of the row was written"),
+        TableColumn(
+            "deleted_at",
+            ColumnType.TIMESTAMP,
+            "When the pipeline found the row deleted, voided or merged in QuickBooks; "
+            "empty while it is live",
+        ),
+        TableColumn(
+            "deleted_reason", ColumnType.TEXT, "Why deleted_at is set: deleted, voided or merged"
+        ),
     )
-    return Table(entity.table, (*loaded, *bookkeeping), ("realm_id", "id"), loaded)
+    return Table(
+        entity.table,
+        (*loaded, *bookkeeping),
+        ("realm_id", "id"),
+        loaded,
+        entity.description,
+    )
 
 
 def line_table(entity: Entity) -> Table | None:
@@ -77,25 +105,37 @@ def line_table(entity: Entity) -> Table | None:
         return None
     lines = entity.lines
     loaded = (
-        TableColumn("realm_id", ColumnType.TEXT),
-        TableColumn(lines.parent_key, ColumnType.TEXT),
-        TableColumn(LINE_INDEX, ColumnType.INTEGER),
+        REALM_ID,
+        TableColumn(
+            lines.parent_key, ColumnType.TEXT, f"The Id of the {entity.name} the line is on"
+        ),
+        TableColumn(
+            LINE_INDEX,
+            ColumnType.INTEGER,
+            f"The line's place in the {entity.name}'s {lines.field} list, from 0",
+        ),
         *_catalog_columns(lines.columns),
-        TableColumn("raw", JSON),
+        TableColumn("raw", JSON, "The line exactly as QuickBooks returned it"),
     )
-    return Table(lines.table, loaded, ("realm_id", lines.parent_key, LINE_INDEX), loaded)
+    key = ("realm_id", lines.parent_key, LINE_INDEX)
+    return Table(lines.table, loaded, key, loaded, lines.description)
 
 
 SYNC_STATE_TABLE = Table(
     SYNC_STATE,
     (
-        TableColumn("realm_id", ColumnType.TEXT),
-        TableColumn("entity", ColumnType.TEXT),
-        TableColumn("cursor", ColumnType.TIMESTAMP),
-        TableColumn("updated_at", ColumnType.TIMESTAMP),
+        REALM_ID,
+        TableColumn("entity", ColumnType.TEXT, "The QuickBooks entity, such as Invoice"),
+        TableColumn(
+            "cursor",
+            ColumnType.TIMESTAMP,
+            "QuickBooks' clock when the last committed sync of the entity began reading",
+        ),
+        TableColumn("updated_at", ColumnType.TIMESTAMP, "When the cursor was last committed"),
     ),
     ("realm_id", "entity"),
     (),
+    "Where each company's next incremental sync of each entity starts",
 )
 
 
@@ -114,10 +154,25 @@ def tables(entities: Sequence[Entity]) -> list[Table]:
 
 CREATE_SCHEMA = f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"
 
-EXISTING_COLUMNS = (
-    "SELECT table_name, column_name FROM information_schema.columns "
-    f"WHERE table_schema = '{SCHEMA}' AND table_catalog = current_database()"
-)
+# (table, column, comment) of every column in schema qbo; a table's own comment comes as
+# the row whose column is NULL. Each dialect keeps comments in its own catalog.
+EXISTING_COLUMNS = {
+    Dialect.DUCKDB: (
+        "SELECT table_name, column_name, comment FROM duckdb_columns() "
+        f"WHERE schema_name = '{SCHEMA}' AND database_name = current_database() "
+        "UNION ALL SELECT table_name, NULL, comment FROM duckdb_tables() "
+        f"WHERE schema_name = '{SCHEMA}' AND database_name = current_database()"
+    ),
+    Dialect.POSTGRES: (
+        "SELECT c.relname, a.attname, col_description(c.oid, a.attnum) "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+        f"WHERE n.nspname = '{SCHEMA}' AND c.relkind = 'r' "
+        "UNION ALL SELECT c.relname, NULL, obj_description(c.oid, 'pg_class') "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        f"WHERE n.nspname = '{SCHEMA}' AND c.relkind = 'r'"
+    ),
+}
 
 
 def create_table(table: Table, dialect: Dialect) -> str:
@@ -134,6 +189,15 @@ def create_table(table: Table, dialect: Dialect) -> str:
         columns.append(f"PRIMARY KEY ({key})")
     body = ",\n  ".join(columns)
     return f"CREATE TABLE IF NOT EXISTS {table.qualified} (\n  {body}\n)"
+
+
+def comment_on_table(table: Table) -> str:
+    return f"COMMENT ON TABLE {table.qualified} IS {literal(table.description)}"
+
+
+def comment_on_column(table: Table, column: TableColumn) -> str:
+    target = f"{table.qualified}.{quote(column.name)}"
+    return f"COMMENT ON COLUMN {target} IS {literal(column.description)}"
 
 
 def add_column(table: Table, column: TableColumn, dialect: Dialect) -> str:

@@ -15,6 +15,7 @@ import pytest
 from qbo_pipeline.commands.execution import sync_realms
 from qbo_pipeline.definitions import defs
 from qbo_pipeline.defs.partitions import realm_partitions
+from qbo_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
 from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals
 from qbo_pipeline_tests.ticks import sensor_tick
 
@@ -38,6 +39,28 @@ def test_definitions_load_with_the_three_assets_and_the_job():
         policy = defs.resolve_assets_def(key).op.retry_policy
         # Retried runs of many realms that failed together must not all return together.
         assert policy is not None and policy.jitter is not None
+
+
+def test_each_assets_column_schema_is_its_warehouse_table_with_descriptions(tmp_path):
+    graph = defs.resolve_asset_graph()
+    with DuckDBWarehouse(tmp_path / "warehouse.duckdb") as warehouse:
+        warehouse.ensure_schema()
+        stored = warehouse.query(
+            "SELECT table_name, column_name, comment FROM duckdb_columns() "
+            "WHERE schema_name = 'qbo' AND NOT starts_with(table_name, '_')"
+        )
+    in_warehouse: dict[str, list[tuple[str, str]]] = {}
+    for table, column, comment in stored:
+        in_warehouse.setdefault(table, []).append((column, comment))
+    shown = {
+        key.path[-1]: [
+            (column.name, column.description)
+            for column in graph.get(key).metadata["dagster/column_schema"].columns
+        ]
+        for key in graph.get_all_asset_keys()
+    }
+    assert shown == in_warehouse
+    assert dict(shown["invoices"])["balance"].startswith("What is still unpaid")
 
 
 def row_counts(instance: dg.DagsterInstance, realm_id: str) -> dict[str, int]:

@@ -1,7 +1,7 @@
 """The Dagster UI as a person sees it, in a real headless Chromium (Debian's package,
 driven by Playwright): after `qbo-pipeline sync`, the webserver started from the
 repository shows the QuickBooks tables as assets under `qbo/`, their company partition,
-what the last sync did, and the run."""
+what the last sync did, their columns with descriptions, and the run."""
 
 from __future__ import annotations
 
@@ -44,6 +44,8 @@ def test_the_synced_company_shows_in_the_dagster_ui(connect, tmp_path: Path, bro
         overview = open_page(browser, f"{base}/assets/qbo/invoices")
         expect(overview.get_by_text("DuckDB").first).to_be_visible(timeout=60_000)
         expect(overview.get_by_text("qbo.invoices").first).to_be_visible()
+        # The column schema, with what each column means in QuickBooks terms.
+        expect(overview.get_by_text("What is still unpaid on the invoice").first).to_be_visible()
 
         runs = open_page(browser, f"{base}/runs")
         expect(runs.get_by_text("qbo_sync").first).to_be_visible(timeout=60_000)

@@ -16,6 +16,7 @@ from qbo_pipeline.quickbooks.timestamps import parse_instant
 from qbo_pipeline.warehouse import Warehouse, connect_warehouse
 from qbo_pipeline.warehouse.base import SqlWarehouse
 from qbo_pipeline.warehouse.errors import UnfitValue
+from qbo_pipeline.warehouse.sql import Dialect
 
 REALM = "9130356766371234"
 
@@ -332,3 +333,66 @@ def test_query_takes_dollar_placeholders(warehouse: Warehouse, customers: list[d
         [REALM, Decimal(300)],
     )
     assert rows == [("17",), ("24",), ("8",)]
+
+
+def _comments(warehouse: Warehouse, table: str) -> dict[str | None, str | None]:
+    """Column comments of qbo.<table>, and the table's own under None, as the database
+    keeps them (read back through each dialect's catalog)."""
+    if warehouse.dialect is Dialect.DUCKDB:
+        sql = (
+            "SELECT column_name, comment FROM duckdb_columns() "
+            "WHERE schema_name = 'qbo' AND table_name = $1 "
+            "UNION ALL SELECT NULL, comment FROM duckdb_tables() "
+            "WHERE schema_name = 'qbo' AND table_name = $1"
+        )
+    else:
+        sql = (
+            "SELECT column_name, col_description(format('qbo.%I', $1::text)::regclass, "
+            "ordinal_position) FROM information_schema.columns "
+            "WHERE table_schema = 'qbo' AND table_name = $1 "
+            "UNION ALL SELECT NULL, obj_description(format('qbo.%I', $1::text)::regclass)"
+        )
+    return dict(warehouse.query(sql, [table]))
+
+
+def test_columns_carry_the_catalogs_descriptions_and_follow_its_edits(
+    warehouse_url: str, tmp_path: Path
+) -> None:
+    default = tmp_path / "unused.duckdb"
+    first = connect_warehouse(warehouse_url, default_path=default)
+    first.ensure_schema()
+    comments = _comments(first, "invoices")
+    first.close()
+    assert (
+        comments["balance"] == next(c for c in INVOICE.columns if c.name == "balance").description
+    )
+    assert comments["deleted_at"].startswith("When the pipeline found the row deleted")
+    assert comments[None] == INVOICE.description
+    assert _comments_of_lines(warehouse_url, default)["item_id"].startswith("The Id of the product")
+
+    reworded = tuple(
+        replace(c, description="What is unpaid, in the invoice's currency")
+        if c.name == "balance"
+        else c
+        for c in INVOICE.columns
+    )
+    second = connect_warehouse(
+        warehouse_url,
+        default_path=default,
+        entities=(CUSTOMER, replace(INVOICE, columns=reworded)),
+    )
+    try:
+        second.ensure_schema()
+        assert (
+            _comments(second, "invoices")["balance"] == "What is unpaid, in the invoice's currency"
+        )
+    finally:
+        second.close()
+
+
+def _comments_of_lines(warehouse_url: str, default: Path) -> dict[str | None, str | None]:
+    opened = connect_warehouse(warehouse_url, default_path=default)
+    try:
+        return _comments(opened, "invoice_lines")
+    finally:
+        opened.close()

@@ -50,6 +50,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from benchmarks.run import CLI, Figure, _clean_env, _free_port
+from qbo_pipeline.quickbooks.catalog import ENTITIES
 from qbo_pipeline.quickbooks.webhooks import MAX_REJECTS
 
 CAP = 2 * 1024 * 1024  # the receiver's documented limit: 413 above it
@@ -57,7 +58,7 @@ ANSWER_LIMIT = 3.0  # seconds Intuit waits for a 200 before it retries the deliv
 RSS_LIMIT_MIB = 512  # a small container's memory
 SIGNATURE_HEADER = "intuit-signature"
 WEBHOOKS_PATH = "/quickbooks/webhooks"
-SYNCED = frozenset({"customer", "invoice"})  # the warehouse's tables (quickbooks/catalog.py)
+SYNCED = frozenset(entity.name.lower() for entity in ENTITIES)  # what the warehouse holds
 OTHER_ENTITIES = ("Bill", "Payment", "Vendor", "Item", "Estimate", "JournalEntry", "Employee")
 # Weighted by repetition; "restored" stands for a verb Intuit may add, stored as sent.
 CE_VERBS = (("created",) * 15 + ("updated",) * 20 + ("deleted",) * 3

@@ -28,6 +28,7 @@ from qbo_pipeline.quickbooks.webhooks import WebhookEvent
 from qbo_pipeline.sync.cdc import SharedChanges
 from qbo_pipeline.sync.changes import BY_ID_LIMIT, apply_changes, distinct_ids
 from qbo_pipeline.sync.engine import (
+    NOT_DUE,
     EntitySyncResult,
     SyncOptions,
     share_run_changes,
@@ -91,10 +92,11 @@ def table_key(table: str) -> dg.AssetKey:
     return dg.AssetKey([KEY_PREFIX, table])
 
 
-def _spec(table: Table, *, warehouse_kind: str) -> dg.AssetSpec:
+def _spec(table: Table, *, warehouse_kind: str, skippable: bool = False) -> dg.AssetSpec:
     return dg.AssetSpec(
         table_key(table.name),
         group_name=GROUP,
+        skippable=skippable,
         kinds={"quickbooks", warehouse_kind},
         description=table.description,
         metadata={
@@ -113,8 +115,15 @@ def entity_keys(entity: Entity) -> list[dg.AssetKey]:
 
 
 def _specs(entity: Entity, warehouse_kind: str) -> list[dg.AssetSpec]:
+    """An entity CDC cannot track is not read by every run (engine.UNTRACKED_EVERY): a run
+    that skips it leaves its table unmaterialised."""
     tables = [entity_table(entity), line_table(entity)]
-    return [_spec(table, warehouse_kind=warehouse_kind) for table in tables if table]
+    skippable = not entity.cdc
+    return [
+        _spec(table, warehouse_kind=warehouse_kind, skippable=skippable)
+        for table in tables
+        if table
+    ]
 
 
 def _materializations(
@@ -125,6 +134,8 @@ def _materializations(
     selected: AbstractSet[dg.AssetKey],
 ) -> Iterator[dg.MaterializeResult]:
     realm = result.realm_id
+    if result.mode == NOT_DUE:
+        return
     metadata: dict[str, object] = {
         "dagster/row_count": warehouse.count(entity.table, realm),
         "rows_loaded": result.rows,
@@ -269,7 +280,10 @@ def _sync_side_by_side(
             if entity_events:  # committed: what they reported is in the warehouse
                 mark_processed([row_id for row_id, _ in entity_events])
             context.log.info(
-                f"realm {realm} {entity.name}: {result.mode} sync wrote {result.rows} "
+                f"realm {realm} {entity.name}: not read, as CDC cannot track it: read in "
+                f"full every {options.untracked_every} and on a full or reconciling run"
+                if result.mode == NOT_DUE
+                else f"realm {realm} {entity.name}: {result.mode} sync wrote {result.rows} "
                 f"rows and {result.lines} lines, marked {result.deleted} deleted, from "
                 f"{result.requests} API requests in {result.seconds:.1f} s"
             )
@@ -312,7 +326,7 @@ def build_sync_asset(*, warehouse_kind: str) -> dg.AssetsDefinition:
             def mark_processed(row_ids: list[int]) -> None:
                 inbox.mark_processed(row_ids, run_id=context.run.run_id)
 
-            with quickbooks.client(realm) as client, warehouse.open() as store:
+            with quickbooks.client(realm) as client, warehouse.open() as store, store.hold():
                 yield from _sync_side_by_side(
                     context, client, store, entities, config, events, mark_processed
                 )

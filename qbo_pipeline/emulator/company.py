@@ -29,11 +29,12 @@ from qbo_pipeline.emulator import query
 from qbo_pipeline.emulator.amounts import ZERO, cents, json_amount, recompute_invoice, to_decimal
 from qbo_pipeline.emulator.faults import ServiceFault, not_found, stale_object
 from qbo_pipeline.emulator.generator import CompanyGenerator
+from qbo_pipeline.emulator.lists import ListGenerator
 from qbo_pipeline.quickbooks.catalog import CUSTOMER, ENTITIES, INVOICE, Entity
 from qbo_pipeline.quickbooks.timestamps import PACIFIC, format_qbo, parse_instant
 
-# Airbyte stream names in the replay format, and the entity each holds.
-REPLAY_STREAMS = {"customers": CUSTOMER, "invoices": INVOICE}
+# Airbyte stream names in the replay format, and the entity each holds: its table's name.
+REPLAY_STREAMS = {entity.table: entity for entity in ENTITIES}
 _QUERY_CACHE_SIZE = 16
 # The sandbox company the replay fixture was recorded from; its name and address are on
 # the purchase orders recorded with it, its stamps those of its oldest records.
@@ -316,6 +317,8 @@ class Company:
             customer_table.load(
                 number, generator.customer(number, balances[number], with_jobs[number])
             )
+        for name, number, body in ListGenerator(seed, customers).lists():
+            company.tables[name].load(number, body)
         return company._ordered()
 
     @classmethod
@@ -442,12 +445,16 @@ class Company:
         if entity is CUSTOMER:
             self._prepare_customer(body, None)
             self._store(entity, body, CREATED)
-        else:
+        elif entity is INVOICE:
             self._prepare_invoice(body, None, now)
             self._store(entity, body, CREATED)
             self._adjust_customer_balance(
                 body["CustomerRef"]["value"], to_decimal(body["Balance"]), now
             )
+        else:
+            if entity.hides_inactive:
+                body.setdefault("Active", True)
+            self._store(entity, body, CREATED)
         return body
 
     def _update(self, entity: Entity, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -469,7 +476,7 @@ class Company:
         }
         if entity is CUSTOMER:
             self._prepare_customer(body, existing)
-        else:
+        elif entity is INVOICE:
             self._prepare_invoice(body, existing, now)
         self._store(entity, body, UPDATED)
         if entity is INVOICE:
@@ -703,6 +710,7 @@ class Company:
                 key: _money_text(value) if isinstance(value, Decimal) else value
                 for key, value in invoice_summary.items()
             },
+            "counts": self.counts(),  # every entity's rows, name lists included
         }
 
 

@@ -124,6 +124,14 @@ ITEMS = (
 )
 TERMS = (("1", "Due on receipt", 0), ("2", "Net 15", 15), ("3", "Net 30", 30), ("4", "Net 60", 60))
 TAX_PERCENTS = (Decimal(8), Decimal("8.25"), Decimal("9.5"), Decimal(5))
+FIRST_TAX_ID = 2  # TaxRate and TaxCode Ids from here on, one per percent (lists.py)
+
+
+def tax_ids(percent: Decimal) -> tuple[str, str]:
+    """The (TaxCode, TaxRate) Ids of a sales tax percent an invoice charges."""
+    number = str(FIRST_TAX_ID + TAX_PERCENTS.index(percent))
+    return number, number
+
 
 _PERSON_SPACE = len(FIRST_NAMES) * len(LAST_NAMES)
 _COMPANY_SPACE = len(COMPANY_WORDS) * len(COMPANY_TRADES) * len(COMPANY_SUFFIXES)
@@ -368,15 +376,16 @@ class CompanyGenerator:
             "Line": _lines(rng, txn_date),
         }
         tax_percent = rng.choice(TAX_PERCENTS)
+        tax_code, tax_rate = tax_ids(tax_percent)
         entity["TxnTaxDetail"] = {
-            "TxnTaxCodeRef": {"value": "2"},
+            "TxnTaxCodeRef": {"value": tax_code},
             "TotalTax": 0,
             "TaxLine": [
                 {
                     "Amount": 0,
                     "DetailType": "TaxLineDetail",
                     "TaxLineDetail": {
-                        "TaxRateRef": {"value": "3"},
+                        "TaxRateRef": {"value": tax_rate},
                         "PercentBased": True,
                         "TaxPercent": json_number(tax_percent),
                         "NetAmountTaxable": 0,

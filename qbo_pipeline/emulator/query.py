@@ -437,7 +437,7 @@ def bind(statement: Statement) -> Plan:
     schema = schema_for(entity)
     predicates = [_predicate(schema, condition) for condition in statement.where]
     mentions_active = any(c.property.lower() == "active" for c in statement.where)
-    if entity.is_name_list and not mentions_active:
+    if entity.hides_inactive and not mentions_active:
         active = schema.position("Active")
         predicates.append(lambda row: row[active] is True)
     order = tuple((schema.position(item.property), item.descending) for item in statement.order)

@@ -28,7 +28,7 @@ def select_by_ids(entity: Entity, ids: Sequence[str]) -> str:
         raise ValueError(f"between 1 and {MAX_RESULTS} ids at a time; got {len(ids)}")
     listed = ", ".join(string_literal(entity_id) for entity_id in ids)
     where = f"Id IN ({listed})"
-    if entity.is_name_list:
+    if entity.hides_inactive:
         where = f"Active IN (true, false) AND {where}"
     return f"SELECT * FROM {entity.name} WHERE {where} MAXRESULTS {len(ids)}"
 
@@ -50,7 +50,7 @@ def sync_filter(
     `since` is inclusive and `until` exclusive; `at` selects one exact timestamp.
     """
     conditions = []
-    if entity.is_name_list:
+    if entity.hides_inactive:
         conditions.append("Active IN (true, false)")
     if at is not None:
         conditions.append(f"MetaData.LastUpdatedTime = {timestamp_literal(at)}")

@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 # Rows changed within this margin before the cursor are read again: equal-second updates
 # straddle runs, and QBO's servers need not agree to the second.
 DEFAULT_OVERLAP = timedelta(minutes=5)
+# What CDC cannot track (TaxAgency, TaxCode, TaxRate) costs a full read, so incremental
+# runs read it only this long after the last read: hourly runs would spend a call per
+# entity each to find lists that change a few times a year.
+UNTRACKED_EVERY = timedelta(hours=24)
+NOT_DUE = "not due"  # the mode of an entity an incremental run did not read
 
 
 @dataclass(frozen=True)
@@ -58,13 +63,14 @@ class SyncOptions:
     # Compare QBO's count with the warehouse after an incremental read even when CDC
     # answered in full, and read in full on a difference (the nightly reconciliation).
     reconcile: bool = False
+    untracked_every: timedelta = UNTRACKED_EVERY
 
 
 @dataclass(frozen=True)
 class EntitySyncResult:
     entity: str
     realm_id: str
-    mode: str  # "full" or "incremental"
+    mode: str  # "full", "incremental" or NOT_DUE
     rows: int  # rows written (new or changed)
     lines: int
     deleted: int  # rows newly marked deleted
@@ -126,6 +132,15 @@ def sync_entity(
     started = time.monotonic()
     reader = Reader(client, entity, options.page_size)
     previous = None if options.full else warehouse.cursor(client.realm_id, entity.name)
+    if not entity.cdc and not _due(previous, options):
+        log.info(
+            "realm %s %s: read in full at %s; not due again for %s",
+            client.realm_id,
+            entity.name,
+            previous.isoformat() if previous else "",
+            options.untracked_every,
+        )
+        return EntitySyncResult(entity.name, client.realm_id, NOT_DUE, 0, 0, 0, 0, 0, 0.0, previous)
     with BatchWriter(warehouse, entity, client.realm_id, options.batch_rows, on_batch) as writer:
         outcome = _read_and_resolve(reader, warehouse, writer, previous, options, shared)
     deleted, cursor = _commit(warehouse, entity, client.realm_id, outcome)
@@ -158,6 +173,14 @@ def sync_entity(
     return result
 
 
+def _due(previous: datetime | None, options: SyncOptions) -> bool:
+    """Is an entity CDC cannot track due for its full read? Always on a full or reconciling
+    run; otherwise once its last read is `untracked_every` old."""
+    if previous is None or options.reconcile:
+        return True
+    return datetime.now(UTC) - previous >= options.untracked_every
+
+
 def _read_and_resolve(
     reader: Reader,
     warehouse: Warehouse,
@@ -170,7 +193,7 @@ def _read_and_resolve(
     bulk change CDC cannot page through costs a count, and only a difference a full
     read. `reconcile` counts after every incremental read."""
     client, entity = reader.client, reader.entity
-    if previous is None:
+    if previous is None or not entity.cdc:  # what CDC cannot track is read in full
         return _read_in_full(reader, warehouse, writer, previous)
     since, reachable = _changes_since(previous, options)
     if entity.kind is Kind.TRANSACTION and not reachable:

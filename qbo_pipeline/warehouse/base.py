@@ -71,6 +71,11 @@ class Warehouse(Protocol):
         block ends, where the backend writes a large one more cheaply (DuckDB)."""
         ...
 
+    def hold(self) -> AbstractContextManager[None]:
+        """Sessions inside come one after another (a run's reads and writes): a backend
+        that opens something per session may keep it between them."""
+        ...
+
     def cursor(self, realm_id: str, entity_name: str) -> datetime | None: ...
 
     def count(self, table: str, realm_id: str | None = None) -> int: ...
@@ -122,6 +127,10 @@ class SqlWarehouse(ABC):
 
     def bulk(self) -> AbstractContextManager[None]:
         """A transaction per write, unless the backend gains by fewer (Warehouse.bulk)."""
+        return nullcontext()
+
+    def hold(self) -> AbstractContextManager[None]:
+        """Nothing to keep, unless the backend opens something per session (Warehouse.hold)."""
         return nullcontext()
 
     def __enter__(self) -> SqlWarehouse:

@@ -258,6 +258,7 @@ class DuckDBWarehouse(SqlWarehouse):
         self._held_since = 0.0  # time.time(), comparable with the marker's mtime
         self._release: threading.Timer | None = None
         self._bulk_threads: set[int] = set()
+        self._holding = 0  # hold() blocks under way: every session's file is kept
         # A thread in bulk(): its cursor on the held connection, in an open transaction.
         self._open_bulk: dict[int, duckdb.DuckDBPyConnection] = {}
         # A bulk transaction that failed to commit, for its own thread to raise.
@@ -322,6 +323,20 @@ class DuckDBWarehouse(SqlWarehouse):
                 self._raise_if_lost(thread)
 
     @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Keep the file open between the block's sessions, as between a sync's batches:
+        a run's dozens of small reads and commits (cursors, counts, the cursor's commit)
+        otherwise each opened and checkpointed the file, 25 ms apiece. The linger and the
+        hold limits still let it go for another process."""
+        with self._lock:
+            self._holding += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holding -= 1
+
+    @contextmanager
     def _session(self, *, more_to_come: bool = False) -> Iterator[_DuckSession]:
         with self._lock:
             self._cancel_release()
@@ -341,7 +356,8 @@ class DuckDBWarehouse(SqlWarehouse):
             except BaseException:
                 self._close(connection)
                 raise
-            self._keep_or_close(connection, in_bulk or more_to_come or lingering)
+            kept = in_bulk or more_to_come or lingering or self._holding > 0
+            self._keep_or_close(connection, kept)
 
     @staticmethod
     @contextmanager

@@ -139,8 +139,64 @@ def test_stamps_are_pacific_and_span_both_offsets(company: Company) -> None:
 
 def test_large_company_is_indexed_without_keeping_bodies() -> None:
     company = Company.generated("1", seed=1, customers=2000, invoices=4000)
-    assert company.counts() == {"Customer": 2000, "Invoice": 4000}
-    assert not company.tables["Invoice"].bodies and not company.tables["Customer"].bodies
+    counts = company.counts()
+    assert (counts["Customer"], counts["Invoice"]) == (2000, 4000)
+    assert (counts["Vendor"], counts["Employee"]) == (100, 10)  # they grow with the company
+    assert not any(table.bodies for table in company.tables.values())
+
+
+def test_every_list_row_an_invoice_or_customer_names_exists(company: Company) -> None:
+    def exists(entity: str, entity_id: str) -> bool:
+        return company.get(entity, entity_id) is not None
+
+    missing = []
+    for customer in _all(company, "Customer"):
+        code = customer.get("DefaultTaxCodeRef", {}).get("value")
+        if code and not exists("TaxCode", code):
+            missing.append(("TaxCode", code))
+    for invoice in _all(company, "Invoice"):
+        term = invoice["SalesTermRef"]["value"]
+        if not exists("Term", term):
+            missing.append(("Term", term))
+        tax = invoice["TxnTaxDetail"]
+        for line in tax["TaxLine"]:
+            rate = company.get("TaxRate", line["TaxLineDetail"]["TaxRateRef"]["value"])
+            assert rate is not None and _money(rate["RateValue"]) == _money(
+                line["TaxLineDetail"]["TaxPercent"]
+            )
+            code = company.get("TaxCode", tax["TxnTaxCodeRef"]["value"])
+            listed = code["SalesTaxRateList"]["TaxRateDetail"]
+            assert rate["Id"] in {detail["TaxRateRef"]["value"] for detail in listed}
+        for line in invoice["Line"]:
+            detail = line.get(line["DetailType"], {})
+            item = detail.get("ItemRef", {}).get("value")
+            if item and company.get("Item", item)["Name"] != detail["ItemRef"]["name"]:
+                missing.append(("Item", item))
+            account = detail.get("DiscountAccountRef", {}).get("value")
+            if account and not exists("Account", account):
+                missing.append(("Account", account))
+    for item in _all(company, "Item"):
+        for ref in ("IncomeAccountRef", "ExpenseAccountRef", "AssetAccountRef"):
+            if ref in item and not exists("Account", item[ref]["value"]):
+                missing.append(("Account", item[ref]["value"]))
+    for rate in _all(company, "TaxRate"):
+        if not exists("TaxAgency", rate["AgencyRef"]["value"]):
+            missing.append(("TaxAgency", rate["AgencyRef"]["value"]))
+    for vendor in _all(company, "Vendor"):
+        if not exists("Term", vendor["TermRef"]["value"]):
+            missing.append(("Term", vendor["TermRef"]["value"]))
+    assert not missing, sorted(set(missing))
+
+
+def test_display_names_are_unique_across_customers_vendors_and_employees(
+    company: Company,
+) -> None:
+    names = Counter(
+        row["DisplayName"]
+        for entity in ("Customer", "Vendor", "Employee")
+        for row in _all(company, entity)
+    )
+    assert [name for name, count in names.items() if count > 1] == []
 
 
 def test_recompute_handles_percent_and_amount_discounts() -> None:

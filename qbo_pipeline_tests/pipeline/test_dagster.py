@@ -15,21 +15,21 @@ import pytest
 from qbo_pipeline.commands.execution import sync_realms
 from qbo_pipeline.definitions import defs
 from qbo_pipeline.defs.partitions import realm_partitions
+from qbo_pipeline.quickbooks.catalog import ENTITIES
 from qbo_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
+from qbo_pipeline.warehouse.schema import tables
 from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals
 from qbo_pipeline_tests.ticks import sensor_tick
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_definitions_load_with_the_three_assets_and_the_job():
+def test_definitions_load_with_an_asset_per_warehouse_table_and_the_job():
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
-    assert {key.to_user_string() for key in graph.get_all_asset_keys()} == {
-        "qbo/customers",
-        "qbo/invoices",
-        "qbo/invoice_lines",
-    }
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert keys == {f"qbo/{table.name}" for table in tables(ENTITIES) if table.name[0] != "_"}
+    assert {"qbo/customers", "qbo/invoice_lines", "qbo/accounts", "qbo/tax_rates"} <= keys
     job = defs.resolve_job_def("qbo_sync")
     assert job.partitions_def == realm_partitions
     for key in graph.get_all_asset_keys():
@@ -80,11 +80,8 @@ def test_qbo_sync_materialises_the_realm_partition(connect):
     # What QuickBooks holds, by the emulator's own count: every element of an invoice's
     # Line array is a row of invoice_lines, sub-total and discount lines included.
     invoices = company.entities("Invoice")
-    in_qbo = {
-        "customers": len(company.entities("Customer")),
-        "invoices": len(invoices),
-        "invoice_lines": sum(len(invoice.get("Line", [])) for invoice in invoices),
-    }
+    in_qbo = {entity.table: len(company.entities(entity.name)) for entity in ENTITIES}
+    in_qbo["invoice_lines"] = sum(len(invoice.get("Line", [])) for invoice in invoices)
     assert in_qbo["customers"] == 150 and in_qbo["invoices"] == 260
     assert in_qbo["invoice_lines"] == company.summary()["Invoice"]["line_count"]
 

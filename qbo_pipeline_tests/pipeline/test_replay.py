@@ -1,4 +1,5 @@
-"""Real sandbox customers and invoices, served by the emulator, land where analysts look."""
+"""Real sandbox customers, invoices and name lists, served by the emulator, land where
+analysts look."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from qbo_pipeline.quickbooks.catalog import CUSTOMER, INVOICE
+from qbo_pipeline.quickbooks.catalog import CUSTOMER, INVOICE, NAME_LISTS
 from qbo_pipeline.sync.engine import sync_entity
 from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals
 from qbo_pipeline_tests.sandbox import sandbox_stream
@@ -70,3 +71,29 @@ def test_sandbox_replay_lands_every_value_where_an_analyst_expects_it(connect, f
             assert currency == source["CurrencyRef"]["value"]
             assert created_at == datetime.fromisoformat(source["MetaData"]["CreateTime"])
             assert (json.loads(raw) if isinstance(raw, str) else raw) == source
+
+
+def test_sandbox_name_lists_replay_into_their_tables(connect, fixtures_dir):
+    company = connect(data=fixtures_dir / "qbo_sandbox_records.jsonl")
+    recorded = {entity: sandbox_stream(fixtures_dir, entity.table) for entity in NAME_LISTS}
+    assert sum(len(rows) for rows in recorded.values()) == 29  # README: 5+5+2+5+2+2+3+5
+    with company.runtime.client(company.realm_id) as client, company.runtime.warehouse() as wh:
+        for entity in NAME_LISTS:
+            sync_entity(client, wh, entity)
+            stored = wh.query(f"SELECT id, raw FROM qbo.{entity.table} ORDER BY id")
+            as_recorded = {row["Id"]: row for row in recorded[entity]}
+            assert {id_: _json(raw) for id_, raw in stored} == as_recorded, entity.name
+        assert wh.query(
+            "SELECT name, rate_value, agency_id, active FROM qbo.tax_rates WHERE id = '3'"
+        ) == [("California", Decimal(8), "2", True)]
+        assert wh.query(
+            "SELECT name, type, income_account_id, taxable FROM qbo.items WHERE id = '3'"
+        ) == [("Concrete", "Service", "48", True)]
+        assert wh.query("SELECT display_name FROM qbo.tax_agencies ORDER BY id") == [
+            ("Arizona Dept. of Revenue",),
+            ("Board of Equalization",),
+        ]
+
+
+def _json(raw):
+    return json.loads(raw) if isinstance(raw, str) else raw

@@ -16,7 +16,8 @@ from qbo_pipeline.defs import checks
 from qbo_pipeline.defs.check_keys import FRESHNESS_CHECK, LIVE_ROWS_CHECK, ORPHAN_LINES_CHECK
 from qbo_pipeline.defs.partitions import realm_partitions
 from qbo_pipeline.defs.schedules import overdue_at
-from qbo_pipeline.quickbooks.catalog import CUSTOMER, INVOICE
+from qbo_pipeline.quickbooks.catalog import CUSTOMER, ENTITIES, INVOICE
+from qbo_pipeline.warehouse.schema import tables
 from qbo_pipeline_tests.schedules.runs import api_requests, check_results, run_checks
 from qbo_pipeline_tests.ticks import sensor_tick
 
@@ -24,14 +25,14 @@ CUSTOMERS_COUNT = f"qbo/customers:{LIVE_ROWS_CHECK}"
 INVOICES_COUNT = f"qbo/invoices:{LIVE_ROWS_CHECK}"
 ORPHAN_LINES = f"qbo/invoice_lines:{ORPHAN_LINES_CHECK}"
 COUNT_KEYS = [
-    dg.AssetCheckKey(dg.AssetKey(["qbo", table]), LIVE_ROWS_CHECK)
-    for table in ("customers", "invoices")
+    dg.AssetCheckKey(dg.AssetKey(["qbo", entity.table]), LIVE_ROWS_CHECK) for entity in ENTITIES
 ]
 CUSTOMER_KEY = dg.AssetKey(["qbo", "customers"])
 ORPHAN_KEY = dg.AssetCheckKey(dg.AssetKey(["qbo", "invoice_lines"]), ORPHAN_LINES_CHECK)
-FRESHNESS_KEYS = [
-    dg.AssetCheckKey(dg.AssetKey(["qbo", table]), FRESHNESS_CHECK)
-    for table in ("customers", "invoices", "invoice_lines")
+FRESHNESS_KEYS = [  # customers first
+    dg.AssetCheckKey(dg.AssetKey(["qbo", table.name]), FRESHNESS_CHECK)
+    for table in tables(ENTITIES)
+    if not table.name.startswith("_")
 ]
 
 
@@ -44,11 +45,11 @@ def synced(company, instance: dg.DagsterInstance, **options) -> dict[str, dg.Ass
 def test_every_table_has_its_checks_and_qbo_sync_runs_them():
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().asset_check_keys}
     assert keys == {
-        CUSTOMERS_COUNT,
-        INVOICES_COUNT,
+        *(key.to_user_string() for key in COUNT_KEYS),
         ORPHAN_LINES,
         *(key.to_user_string() for key in FRESHNESS_KEYS),
     }
+    assert {CUSTOMERS_COUNT, INVOICES_COUNT, f"qbo/tax_rates:{LIVE_ROWS_CHECK}"} <= keys
     job = defs.resolve_job_def("qbo_sync")
     assert {key.to_user_string() for key in job.asset_layer.asset_graph.asset_check_keys} == keys
 
@@ -63,8 +64,8 @@ def test_after_a_sync_every_check_passes_and_says_so(connect, backend, request, 
     company = connect(customers=8, invoices=12, warehouse_url=url)
     with dg.instance_for_test() as instance:
         results = synced(company, instance)
-    assert set(results) == {CUSTOMERS_COUNT, INVOICES_COUNT, ORPHAN_LINES} | {
-        key.to_user_string() for key in FRESHNESS_KEYS
+    assert set(results) == {key.to_user_string() for key in COUNT_KEYS + FRESHNESS_KEYS} | {
+        ORPHAN_LINES
     }
     assert {name: result.passed for name, result in results.items() if not result.passed} == {}
     realm = company.realm_id
@@ -100,7 +101,7 @@ def test_the_count_costs_one_api_call_per_entity_and_ignores_changes_after_the_b
         changes.raise_for_status()
         before = api_requests(company)
         results = run_checks(instance, company.realm_id, COUNT_KEYS)
-        assert api_requests(company) - before == 2
+        assert api_requests(company) - before == len(COUNT_KEYS)  # one per entity
     assert results[CUSTOMERS_COUNT].passed, results[CUSTOMERS_COUNT].description
     assert results[INVOICES_COUNT].passed, results[INVOICES_COUNT].description
 
@@ -198,6 +199,12 @@ def test_a_realm_that_stopped_syncing_is_overdue_by_name(connect, monkeypatch):
     )
     assert customers.metadata["overdue_realms"].value == [realm]
     assert not stale[f"qbo/invoice_lines:{FRESHNESS_CHECK}"].passed
+    # Tax rates are read in full once a day (CDC cannot track them): not overdue yet.
+    rates = stale[f"qbo/tax_rates:{FRESHNESS_CHECK}"]
+    assert rates.passed, rates.description
+    assert rates.metadata["dagster/fresh_until_timestamp"].value == pytest.approx(
+        overdue_at("0 * * * *", synced_at + timedelta(hours=24)).timestamp(), abs=5
+    )
 
 
 def test_a_connected_realm_never_synced_is_overdue_and_a_reconnecting_one_is_not(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from qbo_pipeline.quickbooks.catalog import INVOICE
-from qbo_pipeline.warehouse import WarehouseError
+from qbo_pipeline.warehouse import WarehouseError, duckdb_warehouse
 from qbo_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
 from qbo_pipeline_tests.sandbox import copies
 
@@ -31,6 +31,7 @@ WRITE_BATCHES = """
 import json, sys
 from datetime import UTC, datetime, timedelta
 from qbo_pipeline.quickbooks.catalog import INVOICE
+from qbo_pipeline.warehouse import duckdb_warehouse
 from qbo_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 path, realm, fixtures = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -124,6 +125,7 @@ def test_two_processes_writing_one_file_both_succeed(tmp_path: Path, fixtures_di
 WRITE_ONCE = """
 import json, sys
 from qbo_pipeline.quickbooks.catalog import INVOICE
+from qbo_pipeline.warehouse import duckdb_warehouse
 from qbo_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 invoices = json.loads(sys.stdin.read())
@@ -171,3 +173,48 @@ def test_a_long_sync_lets_a_waiting_process_in_between_batches(
     reopened = DuckDBWarehouse(path)
     assert reopened.count("invoices", "realm-late") == 5
     assert reopened.count("invoices", "realm-long") == 5 * batches
+
+
+def test_a_runs_reads_share_one_open_file_and_still_let_another_process_in(
+    tmp_path: Path, invoices: list[dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside hold() (a sync step), the cursor reads and commits of a run keep the file
+    open between them instead of opening (and checkpointing) it each time; a process
+    that asks for the file still gets it while they go on."""
+    path = tmp_path / "shared.duckdb"
+    holder = DuckDBWarehouse(path, max_hold=0.5, max_hold_unasked=600)
+    holder.ensure_schema()
+    opened: list[str] = []
+    connect = duckdb_warehouse.duckdb.connect
+    monkeypatch.setattr(
+        duckdb_warehouse.duckdb, "connect", lambda *a, **k: opened.append(a[0]) or connect(*a, **k)
+    )
+    for _ in range(5):
+        holder.cursor("realm-long", INVOICE.name)
+    alone = len(opened)
+    opened.clear()
+    with holder.hold():
+        for _ in range(5):
+            holder.cursor("realm-long", INVOICE.name)
+        held = len(opened)
+
+        late = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(WRITE_ONCE), str(path)],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert late.stdin is not None
+        late.stdin.write(json.dumps(invoices))
+        late.stdin.close()
+        deadline = time.monotonic() + 60
+        while late.poll() is None and time.monotonic() < deadline:
+            holder.cursor("realm-long", INVOICE.name)
+    holder.close()
+    assert (alone, held) == (5, 1)
+    late.wait(timeout=30)
+    assert late.returncode == 0, late.stderr.read() if late.stderr else ""
+    assert time.monotonic() < deadline  # it got in while the reads went on
+    assert DuckDBWarehouse(path).count("invoices", "realm-late") == 5

@@ -1,113 +1,17 @@
-"""The entity catalog: the one description of each QBO entity that everything reads.
-
-The emulator serves what is here (filterable fields, name-list behaviour), the client
-builds queries from it, the normaliser flattens entities with its column maps, the
-warehouse creates tables from them and the Dagster assets are generated from it.
-Adding an entity is a new `Entity` entry, not a new module.
-"""
+"""Customers and invoices, with the invoices' lines."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import StrEnum
-
-
-class Kind(StrEnum):
-    """How QBO deletes an entity, which decides how a sync sees the delete."""
-
-    NAME_LIST = "name_list"  # deleted means Active = false; hidden from queries by default
-    TRANSACTION = "transaction"  # hard-deleted; only CDC reports the delete
-
-
-class ColumnType(StrEnum):
-    TEXT = "text"
-    BOOLEAN = "boolean"
-    INTEGER = "integer"
-    DECIMAL = "decimal"
-    DATE = "date"
-    TIMESTAMP = "timestamp"
-
-
-# A path is a tuple of keys into the raw entity. DETAIL stands for the key named by the
-# line's DetailType, so one column can read SalesItemLineDetail.Qty and any other
-# detail's Qty alike.
-DETAIL = "@detail"
-
-
-@dataclass(frozen=True)
-class Column:
-    """One typed warehouse column and where its value lives in the raw entity."""
-
-    name: str
-    type: ColumnType
-    path: tuple[str, ...]
-    description: str = ""  # one line, in QuickBooks terms: the column's comment and tooltip
-
-
-@dataclass(frozen=True)
-class LineTable:
-    """A repeated field of an entity flattened into its own table, one row per element."""
-
-    field: str  # the entity's list field, e.g. "Line"
-    table: str  # e.g. "invoice_lines"
-    parent_key: str  # the column naming the parent entity, e.g. "invoice_id"
-    columns: tuple[Column, ...]
-    description: str = ""  # what a row means to an analyst
-
-
-@dataclass(frozen=True)
-class Entity:
-    name: str  # QBO's name, as in queries: "Customer"
-    table: str  # warehouse table in schema qbo: "customers"
-    kind: Kind
-    cdc: bool  # whether QBO's Change Data Capture reports this entity
-    columns: tuple[Column, ...]
-    filterable: frozenset[str] = field(default_factory=frozenset)
-    lines: LineTable | None = None
-    description: str = ""  # what a row means to an analyst
-
-    @property
-    def resource(self) -> str:
-        """The lower-case path segment QBO uses for reads and writes: /customer/123."""
-        return self.name.lower()
-
-    @property
-    def is_name_list(self) -> bool:
-        return self.kind is Kind.NAME_LIST
-
-
-T = ColumnType
-
-# Columns every entity has; the normaliser adds realm_id, raw and synced_at itself.
-_COMMON = (
-    Column(
-        "id",
-        T.TEXT,
-        ("Id",),
-        "QuickBooks' Id of the object, unique within its company (realm) and entity type",
-    ),
-    Column(
-        "sync_token",
-        T.INTEGER,
-        ("SyncToken",),
-        "QuickBooks' version counter: 0 when created, one more with every change",
-    ),
-    Column(
-        "created_at",
-        T.TIMESTAMP,
-        ("MetaData", "CreateTime"),
-        "When the object was created in QuickBooks (MetaData.CreateTime), in UTC",
-    ),
-    Column(
-        "updated_at",
-        T.TIMESTAMP,
-        ("MetaData", "LastUpdatedTime"),
-        "When the object last changed in QuickBooks (MetaData.LastUpdatedTime), in UTC",
-    ),
+from qbo_pipeline.quickbooks.catalog.model import (
+    COMMON,
+    COMMON_FILTERABLE,
+    DETAIL,
+    Column,
+    Entity,
+    Kind,
+    LineTable,
+    T,
 )
-
-# Properties every entity accepts in WHERE and ORDERBY.
-_COMMON_FILTERABLE = frozenset({"Id", "MetaData.CreateTime", "MetaData.LastUpdatedTime"})
 
 CUSTOMER = Entity(
     name="Customer",
@@ -119,7 +23,7 @@ CUSTOMER = Entity(
     kind=Kind.NAME_LIST,
     cdc=True,
     columns=(
-        *_COMMON,
+        *COMMON,
         Column(
             "display_name",
             T.TEXT,
@@ -213,7 +117,7 @@ CUSTOMER = Entity(
             "Country of the billing address, as QuickBooks returns it (an ISO-3 code since 2025)",
         ),
     ),
-    filterable=_COMMON_FILTERABLE
+    filterable=COMMON_FILTERABLE
     | {
         "DisplayName",
         "GivenName",
@@ -318,7 +222,7 @@ INVOICE = Entity(
     kind=Kind.TRANSACTION,
     cdc=True,
     columns=(
-        *_COMMON,
+        *COMMON,
         Column("doc_number", T.TEXT, ("DocNumber",), "The invoice number as printed (DocNumber)"),
         Column(
             "customer_id",
@@ -403,19 +307,7 @@ INVOICE = Entity(
             "The memo kept with the invoice, not shown to the customer (PrivateNote)",
         ),
     ),
-    filterable=_COMMON_FILTERABLE
+    filterable=COMMON_FILTERABLE
     | {"DocNumber", "TxnDate", "DueDate", "CustomerRef", "TotalAmt", "Balance"},
     lines=INVOICE_LINES,
 )
-
-ENTITIES: tuple[Entity, ...] = (CUSTOMER, INVOICE)
-_BY_NAME = {entity.name: entity for entity in ENTITIES}
-
-
-def entity(name: str) -> Entity:
-    """The catalog entry for a QBO entity name, matched as QBO does (case-insensitively)."""
-    for candidate in ENTITIES:
-        if candidate.name.lower() == name.lower():
-            return candidate
-    known = ", ".join(_BY_NAME)
-    raise KeyError(f"unknown QuickBooks entity {name!r}; the catalog knows {known}")

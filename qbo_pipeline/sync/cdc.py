@@ -12,7 +12,9 @@ and the deletions are known only in part, which the engine settles by counting.
 A run of several entities asks CDC once for all of them (`SharedChanges`), from the
 earliest of their cursors: a run of thirty entities where little changed then costs one
 call, not thirty. Only an answer under the 1000 objects is shared, since a full one may
-stop part-way through any entity's changes; each entity then asks on its own.
+stop part-way through any entity's changes: the entities it holds then ask on their own,
+and those it holds nothing of ask together once more, so a bulk change in one table costs
+two shared calls and that table's own, not a call for every entity.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -60,17 +63,20 @@ def is_beyond_reach(fault: ValidationFault) -> bool:
 
 class SharedChanges:
     """One CDC call for several entities, asked from the earliest of their `since`s, and
-    its answer when it stands for each entity's own (under the 1000 objects, and within
-    QBO's reach)."""
+    its answer for the entities it stands for (`covered`: under the 1000 objects, within
+    QBO's reach); `calls` it took."""
 
-    def __init__(self, answer: ChangeSet | None) -> None:
+    def __init__(
+        self, answer: ChangeSet | None, covered: AbstractSet[str] = frozenset(), calls: int = 1
+    ) -> None:
         self._answer = answer
-        self._unclaimed = True
+        self._covered = covered
+        self._calls = calls
         self._lock = threading.Lock()
 
     def of(self, entity: Entity, since: datetime) -> ChangeSet | None:
         """The entity's part of the answer, from its own `since` on; None: ask CDC."""
-        if self._answer is None:
+        if self._answer is None or entity.name not in self._covered:
             return None
         rows = [
             row
@@ -80,34 +86,59 @@ class SharedChanges:
         return ChangeSet(changed={entity.name: rows}, server_time=self._answer.server_time)
 
     def claim(self) -> int:
-        """The call, counted once: by the first entity that reads the answer."""
+        """The calls, counted once: by the first entity that reads the answer."""
         with self._lock:
-            calls, self._unclaimed = int(self._unclaimed), False
+            calls, self._calls = self._calls, 0
             return calls
 
 
 def share_changes(
     client: QuickBooksClient, entities: Sequence[tuple[Entity, datetime]]
 ) -> SharedChanges | None:
-    """One CDC call for `entities` (each with its `since`); None for fewer than two."""
+    """One CDC call for `entities` (each with its `since`); None for fewer than two.
+
+    An answer of 1000 objects may stop part-way through any entity's changes. The
+    entities it holds none of then get one more shared call, since a bulk change in one
+    table should not cost a call for each of the others; those it holds ask on their
+    own, as does everyone when the second answer is full too."""
     if len(entities) < 2:
         return None
+    answer = _shared_answer(client, entities)
+    if answer is None:
+        return SharedChanges(None)
+    if _objects(answer) < CDC_MAX_OBJECTS:
+        return SharedChanges(answer, {entity.name for entity, _ in entities})
+    rest = [(entity, since) for entity, since in entities if not answer.changed.get(entity.name)]
+    log.info(
+        "realm %s: over %d changes since %s; %s ask CDC together again, the others alone",
+        client.realm_id,
+        CDC_MAX_OBJECTS,
+        min(since for _, since in entities).isoformat(),
+        len(rest),
+    )
+    if len(rest) < 2:
+        return SharedChanges(None, calls=1)
+    again = _shared_answer(client, rest)
+    if again is None or _objects(again) >= CDC_MAX_OBJECTS:
+        return SharedChanges(None, calls=2)
+    return SharedChanges(again, {entity.name for entity, _ in rest}, calls=2)
+
+
+def _shared_answer(
+    client: QuickBooksClient, entities: Sequence[tuple[Entity, datetime]]
+) -> ChangeSet | None:
+    """CDC's answer for the entities from the earliest `since`; None beyond its reach."""
     since = min(since for _, since in entities)
     try:
-        answer = client.cdc([entity for entity, _ in entities], since)
+        return client.cdc([entity for entity, _ in entities], since)
     except ValidationFault as fault:
         if not is_beyond_reach(fault):
             raise
-        return SharedChanges(None)
-    if sum(len(rows) for rows in answer.changed.values()) < CDC_MAX_OBJECTS:
-        return SharedChanges(answer)
-    log.info(
-        "realm %s: over %d changes since %s; each entity asks CDC on its own",
-        client.realm_id,
-        CDC_MAX_OBJECTS,
-        since.isoformat(),
-    )
-    return SharedChanges(None)
+        return None
+
+
+def _objects(answer: ChangeSet) -> int:
+    return sum(len(rows) for rows in answer.changed.values())
 
 
 def read_changes(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import httpx
 
-from qbo_pipeline.quickbooks.catalog import CUSTOMER, INVOICE
+from qbo_pipeline.quickbooks.catalog import CUSTOMER, ENTITIES, INVOICE
 from qbo_pipeline.quickbooks.timestamps import parse_instant
 from qbo_pipeline.sync.engine import SyncOptions, share_run_changes, sync_entity
 from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals
@@ -126,3 +126,31 @@ def test_one_entity_asks_cdc_itself(connect):
         assert share_run_changes(client, wh, [INVOICE], OPTIONS) is None
         assert share_run_changes(client, wh, BOTH, OPTIONS) is None  # customers: first sync
     assert company.stats()["cdc_calls"] == 0
+
+
+def test_a_bulk_change_in_one_table_costs_the_others_one_more_shared_call(connect):
+    """Over 1000 changes in customers and invoices must not cost a CDC call for each of
+    the name lists: those the full answer held nothing of ask together once more."""
+    tracked = [entity for entity in ENTITIES if entity.cdc]
+    company = connect(customers=300, invoices=1500)
+    with company.runtime.client(company.realm_id) as client, company.runtime.warehouse() as wh:
+        for entity in tracked:
+            sync_entity(client, wh, entity, OPTIONS)
+    mutate(company, creates=1100)
+    company.reset_stats()
+
+    with company.runtime.client(company.realm_id) as client, company.runtime.warehouse() as wh:
+        shared = share_run_changes(client, wh, tracked, OPTIONS)
+        results = {e.name: sync_entity(client, wh, e, OPTIONS, shared=shared) for e in tracked}
+
+    stats = company.stats()
+    own = results["Customer"].requests + results["Invoice"].requests
+    lists = [entity.name for entity in tracked if entity not in BOTH]
+    assert len(lists) == 8
+    # The two shared calls, counted once by whichever entity read first; every other call
+    # is the customers' or the invoices' own.
+    assert sum(results[name].requests for name in lists) in (0, 2)
+    assert stats["requests"] == sum(result.requests for result in results.values())
+    assert stats["cdc_calls"] <= 2 + own < 2 + len(tracked)
+    with company.runtime.warehouse() as wh:
+        assert_warehouse_equals(wh, company.realm_id, company.entities)

@@ -30,7 +30,14 @@ from qbo_pipeline.emulator.amounts import ZERO, cents, json_amount, recompute_in
 from qbo_pipeline.emulator.faults import ServiceFault, not_found, stale_object
 from qbo_pipeline.emulator.generator import CompanyGenerator
 from qbo_pipeline.emulator.lists import ListGenerator
-from qbo_pipeline.quickbooks.catalog import CUSTOMER, ENTITIES, INVOICE, Entity
+from qbo_pipeline.quickbooks.catalog import (
+    COMPANY_INFO,
+    CUSTOMER,
+    ENTITIES,
+    INVOICE,
+    PREFERENCES,
+    Entity,
+)
 from qbo_pipeline.quickbooks.timestamps import PACIFIC, format_qbo, parse_instant
 
 # Airbyte stream names in the replay format, and the entity each holds: its table's name.
@@ -273,10 +280,12 @@ def encode(body: Any) -> bytes:
 class Company:
     """A realm's data and the QBO rules for changing it."""
 
-    def __init__(self, realm_id: str, info: dict[str, Any]) -> None:
+    def __init__(self, realm_id: str, info: dict[str, Any], *, multi_currency: bool = True) -> None:
         self.realm_id = realm_id
-        self.info = info  # the CompanyInfo entity, served as it is
         self.tables = {entity.name: EntityIndex(entity) for entity in ENTITIES}
+        # The company's own two rows, served by query and by /companyinfo alike.
+        self.tables[COMPANY_INFO.name].put(1, info)
+        self.tables[PREFERENCES.name].put(1, preferences(info, multi_currency=multi_currency))
         self.deletions: list[DeletionRecord] = []
         self._query_cache: OrderedDict[tuple[Any, ...], list[int]] = OrderedDict()
         # Told of every write when webhooks are on; None costs nothing (EmulatorState wires it).
@@ -324,7 +333,7 @@ class Company:
     @classmethod
     def replayed(cls, realm_id: str, path: Path) -> Company:
         """Entities from Airbyte record lines, served exactly as recorded."""
-        company = cls(realm_id, copy.deepcopy(SANDBOX_COMPANY_INFO))
+        company = cls(realm_id, copy.deepcopy(SANDBOX_COMPANY_INFO), multi_currency=False)
         with path.open(encoding="utf-8") as lines:
             for number, line in enumerate(lines, 1):
                 if not line.strip():
@@ -345,6 +354,13 @@ class Company:
         return company._ordered()
 
     # Reading --------------------------------------------------------------------------------
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """The CompanyInfo entity, served as it is."""
+        info = self.tables[COMPANY_INFO.name].get(1)
+        assert info is not None  # put by __init__; CompanyInfo cannot be deleted
+        return info
 
     @property
     def name(self) -> str:
@@ -712,6 +728,33 @@ class Company:
             },
             "counts": self.counts(),  # every entity's rows, name lists included
         }
+
+
+def preferences(info: dict[str, Any], *, multi_currency: bool) -> dict[str, Any]:
+    """The company's Preferences: US dollars at home, sales tax on, classes and locations
+    tracked, as a company with customers abroad would set them; stamped as its info."""
+    return {
+        "AccountingInfoPrefs": {
+            "FirstMonthOfFiscalYear": "January",
+            "UseAccountNumbers": True,
+            "TaxYearMonth": "January",
+            "ClassTrackingPerTxn": False,
+            "ClassTrackingPerTxnLine": True,
+            "TrackDepartments": True,
+            "DepartmentTerminology": "Location",
+        },
+        "SalesFormsPrefs": {"CustomTxnNumbers": False, "AllowDiscount": True},
+        "TaxPrefs": {"UsingSalesTax": True, "PartnerTaxEnabled": True},
+        "CurrencyPrefs": {
+            "MultiCurrencyEnabled": multi_currency,
+            "HomeCurrency": {"value": "USD"},
+        },
+        "domain": "QBO",
+        "sparse": False,
+        "Id": "1",
+        "SyncToken": "0",
+        "MetaData": dict(info["MetaData"]),
+    }
 
 
 def _money_text(value: Decimal) -> str:

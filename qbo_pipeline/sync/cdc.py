@@ -13,8 +13,8 @@ A run of several entities asks CDC once for all of them (`SharedChanges`), from 
 earliest of their cursors: a run of thirty entities where little changed then costs one
 call, not thirty. Only an answer under the 1000 objects is shared, since a full one may
 stop part-way through any entity's changes: the entities it holds then ask on their own,
-and those it holds nothing of ask together once more, so a bulk change in one table costs
-two shared calls and that table's own, not a call for every entity.
+and those it holds nothing of ask together again, so a bulk change in a few tables costs
+a shared call more for each of them, not a call for every entity.
 """
 
 from __future__ import annotations
@@ -98,30 +98,29 @@ def share_changes(
     """One CDC call for `entities` (each with its `since`); None for fewer than two.
 
     An answer of 1000 objects may stop part-way through any entity's changes. The
-    entities it holds none of then get one more shared call, since a bulk change in one
-    table should not cost a call for each of the others; those it holds ask on their
-    own, as does everyone when the second answer is full too."""
+    entities it holds ask on their own; those it holds nothing of ask together again,
+    until an answer is whole or one entity is left, so a bulk change in one table costs
+    the others one more shared call, not a call each."""
     if len(entities) < 2:
         return None
-    answer = _shared_answer(client, entities)
-    if answer is None:
-        return SharedChanges(None)
-    if _objects(answer) < CDC_MAX_OBJECTS:
-        return SharedChanges(answer, {entity.name for entity, _ in entities})
-    rest = [(entity, since) for entity, since in entities if not answer.changed.get(entity.name)]
-    log.info(
-        "realm %s: over %d changes since %s; %s ask CDC together again, the others alone",
-        client.realm_id,
-        CDC_MAX_OBJECTS,
-        min(since for _, since in entities).isoformat(),
-        len(rest),
-    )
-    if len(rest) < 2:
-        return SharedChanges(None, calls=1)
-    again = _shared_answer(client, rest)
-    if again is None or _objects(again) >= CDC_MAX_OBJECTS:
-        return SharedChanges(None, calls=2)
-    return SharedChanges(again, {entity.name for entity, _ in rest}, calls=2)
+    calls, asking = 0, list(entities)
+    while len(asking) >= 2:
+        answer, calls = _shared_answer(client, asking), calls + 1
+        if answer is None:
+            return SharedChanges(None, calls=calls)
+        if _objects(answer) < CDC_MAX_OBJECTS:
+            return SharedChanges(answer, {entity.name for entity, _ in asking}, calls=calls)
+        rest = [(entity, since) for entity, since in asking if not answer.changed.get(entity.name)]
+        log.info(
+            "realm %s: over %d changes since %s; %d of %d entities ask CDC together again",
+            client.realm_id,
+            CDC_MAX_OBJECTS,
+            min(since for _, since in asking).isoformat(),
+            len(rest),
+            len(asking),
+        )
+        asking = rest
+    return SharedChanges(None, calls=calls)
 
 
 def _shared_answer(

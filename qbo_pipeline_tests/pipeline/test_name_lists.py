@@ -1,6 +1,7 @@
-"""The name lists a bookkeeper's questions join to: every one synced from the emulator into
-both warehouses, typed, joinable with the invoices, inactive rows included; and the three
-CDC cannot track read in full once a day, not at every run."""
+"""The name lists a bookkeeper's questions join to, and the company's own settings: every
+one synced from the emulator into both warehouses, typed, joinable with the invoices,
+inactive rows included; and those CDC cannot track read in full once a day, not at every
+run."""
 
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ def test_what_cdc_cannot_track_is_read_in_full_once_a_day_and_the_rest_through_c
     assert company.stats()["requests"] == 1
     assert hourly[ITEM.name].rows == 1
     untracked = [entity.name for entity in ENTITIES if not entity.cdc]
-    assert untracked == ["TaxAgency", "TaxCode", "TaxRate"]
+    assert untracked == ["TaxAgency", "TaxCode", "TaxRate", "CompanyInfo", "Preferences"]
     assert {name: (hourly[name].mode, hourly[name].requests) for name in untracked} == {
         name: (NOT_DUE, 0) for name in untracked
     }
@@ -107,3 +108,17 @@ def test_what_cdc_cannot_track_is_read_in_full_once_a_day_and_the_rest_through_c
     assert company.stats()["requests"] == 1 + len(untracked)  # CDC, and a page each
     assert stored(company, "tax_rates", "active")[rate["Id"]] == (False,)
     assert due[TAX_RATE.name].cursor > hourly[TAX_RATE.name].cursor
+
+
+def test_the_company_and_its_preferences_are_one_row_each(connect, warehouse_url):
+    company = connect(warehouse_url=warehouse_url, customers=30, invoices=40)
+    sync_everything(company)
+    [info] = company.entities("CompanyInfo")
+    assert stored(company, "company_info", "company_name, legal_name, city") == {
+        "1": (info["CompanyName"], info["LegalName"], info["CompanyAddr"]["City"])
+    }
+    assert stored(company, "preferences", "home_currency, multi_currency_enabled") == {
+        "1": ("USD", True)  # the generated company bills customers abroad
+    }
+    served = company.api("GET", f"companyinfo/{company.realm_id}")
+    assert served.json()["CompanyInfo"] == info  # the same row, by query and by id

@@ -7,7 +7,13 @@ import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from qbo_pipeline.quickbooks.catalog import CUSTOMER, INVOICE, NAME_LISTS
+from qbo_pipeline.quickbooks.catalog import (
+    COMPANY_INFO,
+    CUSTOMER,
+    INVOICE,
+    NAME_LISTS,
+    PREFERENCES,
+)
 from qbo_pipeline.sync.engine import sync_entity
 from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals
 from qbo_pipeline_tests.sandbox import sandbox_stream
@@ -89,6 +95,14 @@ def test_sandbox_name_lists_replay_into_their_tables(connect, fixtures_dir):
         assert wh.query(
             "SELECT name, type, income_account_id, taxable FROM qbo.items WHERE id = '3'"
         ) == [("Concrete", "Service", "48", True)]
+        for entity in (COMPANY_INFO, PREFERENCES):
+            sync_entity(client, wh, entity)
+        assert wh.query("SELECT company_name, city, region FROM qbo.company_info") == [
+            ("Craig's Design and Landscaping Services", "San Pablo", "CA")
+        ]
+        assert wh.query("SELECT home_currency, multi_currency_enabled FROM qbo.preferences") == [
+            ("USD", False)
+        ]
         assert wh.query("SELECT display_name FROM qbo.tax_agencies ORDER BY id") == [
             ("Arizona Dept. of Revenue",),
             ("Board of Equalization",),

@@ -3,12 +3,13 @@
 The emulator serves what is here (filterable fields, name-list behaviour), the client
 builds queries from it, the normaliser flattens entities with its column maps, the
 warehouse creates tables from them and the Dagster assets are generated from it.
-Adding an entity is a new `Entity` entry in the module of its area (`sales`, `lists`),
-listed in ENTITIES; `model` holds the shape every entry has.
+Adding an entity is a new `Entity` entry in the module of its area (`sales`, `lists`,
+`company`), listed in ENTITIES; `model` holds the shape every entry has.
 """
 
 from __future__ import annotations
 
+from qbo_pipeline.quickbooks.catalog.company import COMPANY_INFO, PREFERENCES
 from qbo_pipeline.quickbooks.catalog.lists import (
     ACCOUNT,
     CLASS,
@@ -36,6 +37,7 @@ from qbo_pipeline.quickbooks.catalog.sales import CUSTOMER, INVOICE, INVOICE_LIN
 __all__ = [
     "ACCOUNT",
     "CLASS",
+    "COMPANY_INFO",
     "CUSTOMER",
     "DEPARTMENT",
     "DETAIL",
@@ -46,6 +48,7 @@ __all__ = [
     "ITEM",
     "NAME_LISTS",
     "PAYMENT_METHOD",
+    "PREFERENCES",
     "TAX_AGENCY",
     "TAX_CODE",
     "TAX_RATE",
@@ -60,7 +63,7 @@ __all__ = [
 ]
 
 # The largest first: a run syncs a few entities at a time, in this order.
-ENTITIES: tuple[Entity, ...] = (CUSTOMER, INVOICE, *NAME_LISTS)
+ENTITIES: tuple[Entity, ...] = (CUSTOMER, INVOICE, *NAME_LISTS, COMPANY_INFO, PREFERENCES)
 _BY_NAME = {entity.name: entity for entity in ENTITIES}
 
 

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
+from datetime import timedelta
 from queue import SimpleQueue
 
 import dagster as dg
@@ -197,6 +199,8 @@ def _sync(
 ) -> EntitySyncResult:
     if by_id:
         return apply_changes(client, store, entity, [event for _, event in events])
+    if events and not entity.cdc:  # events wait on this read: it is due whenever they come
+        options = replace(options, untracked_every=timedelta(0))
     return sync_entity(client, store, entity, options, on_batch=on_batch, shared=shared)
 
 

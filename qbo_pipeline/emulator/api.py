@@ -208,7 +208,7 @@ async def read(request: Request, state: EmulatorState, company: Company) -> Resp
 
 @accounting
 async def company_info(request: Request, state: EmulatorState, company: Company) -> Response:
-    """Not a catalog entity: one per realm, read by the realm's own id and by no other."""
+    """One per realm, read here by the realm's own id and by no other (and by query)."""
     entity_id = request.path_params["entity_id"]
     if entity_id != company.realm_id:
         raise not_found("CompanyInfo", entity_id)

@@ -40,6 +40,9 @@ from qbo_pipeline.quickbooks.catalog import (
 )
 from qbo_pipeline.quickbooks.timestamps import PACIFIC, format_qbo, parse_instant
 
+# QBO makes these itself: one CompanyInfo and Preferences per company; tax codes and rates
+# through its tax service, not the entity's endpoint.
+NOT_CREATABLE = frozenset({"CompanyInfo", "Preferences", "TaxCode", "TaxRate"})
 # Airbyte stream names in the replay format, and the entity each holds: its table's name.
 REPLAY_STREAMS = {entity.table: entity for entity in ENTITIES}
 _QUERY_CACHE_SIZE = 16
@@ -444,6 +447,8 @@ class Company:
         return existing
 
     def _create(self, entity: Entity, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
+        if entity.name in NOT_CREATABLE:
+            raise _unsupported("Create", entity.name)
         table = self.tables[entity.name]
         body = copy.deepcopy(payload)
         for key in ("Id", "SyncToken", "MetaData", "sparse", "domain"):

@@ -40,6 +40,9 @@ CDC_REACH = timedelta(days=30)
 # Stay clear of the edge: QBO's clock and ours differ, and a run takes time.
 CDC_MARGIN = timedelta(hours=12)
 CDC_MAX_OBJECTS = 1000
+# Shared calls a run makes at most: each full answer that follows costs a call and drops
+# only the entities it holds, so past a few, each entity asking alone is cheaper.
+MAX_SHARED_CALLS = 3
 
 
 def cdc_reaches(since: datetime, now: datetime) -> bool:
@@ -99,12 +102,12 @@ def share_changes(
 
     An answer of 1000 objects may stop part-way through any entity's changes. The
     entities it holds ask on their own; those it holds nothing of ask together again,
-    until an answer is whole or one entity is left, so a bulk change in one table costs
-    the others one more shared call, not a call each."""
+    until an answer is whole, one entity is left or MAX_SHARED_CALLS were made, so a bulk
+    change in one or two tables costs the others a shared call more, not a call each."""
     if len(entities) < 2:
         return None
     calls, asking = 0, list(entities)
-    while len(asking) >= 2:
+    while len(asking) >= 2 and calls < MAX_SHARED_CALLS:
         answer, calls = _shared_answer(client, asking), calls + 1
         if answer is None:
             return SharedChanges(None, calls=calls)

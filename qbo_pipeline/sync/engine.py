@@ -47,10 +47,13 @@ log = logging.getLogger(__name__)
 # Rows changed within this margin before the cursor are read again: equal-second updates
 # straddle runs, and QBO's servers need not agree to the second.
 DEFAULT_OVERLAP = timedelta(minutes=5)
-# What CDC cannot track (TaxAgency, TaxCode, TaxRate) costs a full read, so incremental
-# runs read it only this long after the last read: hourly runs would spend a call per
-# entity each to find lists that change a few times a year.
+# What CDC cannot track (TaxAgency, TaxCode, TaxRate, CompanyInfo, Preferences) costs a
+# full read, so incremental runs read it only this long after the last read: hourly runs
+# would spend a call per entity each to find rows that change a few times a year.
 UNTRACKED_EVERY = timedelta(hours=24)
+# The cursor is QBO's clock at the read, taken after its run began: a run one period later
+# finds it a little younger than the period, and must still read.
+UNTRACKED_SLACK = timedelta(minutes=10)
 NOT_DUE = "not due"  # the mode of an entity an incremental run did not read
 
 
@@ -178,7 +181,7 @@ def _due(previous: datetime | None, options: SyncOptions) -> bool:
     run; otherwise once its last read is `untracked_every` old."""
     if previous is None or options.reconcile:
         return True
-    return datetime.now(UTC) - previous >= options.untracked_every
+    return datetime.now(UTC) - previous >= options.untracked_every - UNTRACKED_SLACK
 
 
 def _read_and_resolve(

@@ -151,10 +151,13 @@ class SqlWarehouse(ABC):
             session.lock_schema()
             session.run(schema.CREATE_SCHEMA)
             existing: dict[str, dict[str | None, str | None]] = {}
-            for table_name, column_name, comment in session.run(
+            others: set[str] = set()  # tables another role owns: their comments stay
+            for table_name, column_name, comment, ours in session.run(
                 schema.EXISTING_COLUMNS[self.dialect]
             ):
                 existing.setdefault(table_name, {})[column_name] = comment
+                if not ours:
+                    others.add(table_name)
             for table in self._tables.values():
                 have = existing.get(table.name)
                 if have is None:
@@ -163,9 +166,11 @@ class SqlWarehouse(ABC):
                 for column in table.columns:
                     if column.name not in have and table.name in existing:
                         session.run(schema.add_column(table, column, self.dialect))
+                    if table.name in others:
+                        continue
                     if (have.get(column.name) or "") != column.description:
                         session.run(schema.comment_on_column(table, column))
-                if (have.get(None) or "") != table.description:
+                if table.name not in others and (have.get(None) or "") != table.description:
                     session.run(schema.comment_on_table(table))
             self._schema_ready = True
 

@@ -154,21 +154,24 @@ def tables(entities: Sequence[Entity]) -> list[Table]:
 
 CREATE_SCHEMA = f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"
 
-# (table, column, comment) of every column in schema qbo; a table's own comment comes as
-# the row whose column is NULL. Each dialect keeps comments in its own catalog.
+# (table, column, comment, ours) of every column in schema qbo; a table's own comment
+# comes as the row whose column is NULL. Each dialect keeps comments in its own catalog;
+# `ours`: this role may comment on the table (PostgreSQL asks for its owner).
 EXISTING_COLUMNS = {
     Dialect.DUCKDB: (
-        "SELECT table_name, column_name, comment FROM duckdb_columns() "
+        "SELECT table_name, column_name, comment, true FROM duckdb_columns() "
         f"WHERE schema_name = '{SCHEMA}' AND database_name = current_database() "
-        "UNION ALL SELECT table_name, NULL, comment FROM duckdb_tables() "
+        "UNION ALL SELECT table_name, NULL, comment, true FROM duckdb_tables() "
         f"WHERE schema_name = '{SCHEMA}' AND database_name = current_database()"
     ),
     Dialect.POSTGRES: (
-        "SELECT c.relname, a.attname, col_description(c.oid, a.attnum) "
+        "SELECT c.relname, a.attname, col_description(c.oid, a.attnum), "
+        "pg_has_role(c.relowner, 'USAGE') "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
         f"WHERE n.nspname = '{SCHEMA}' AND c.relkind = 'r' "
-        "UNION ALL SELECT c.relname, NULL, obj_description(c.oid, 'pg_class') "
+        "UNION ALL SELECT c.relname, NULL, obj_description(c.oid, 'pg_class'), "
+        "pg_has_role(c.relowner, 'USAGE') "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         f"WHERE n.nspname = '{SCHEMA}' AND c.relkind = 'r'"
     ),

@@ -122,3 +122,34 @@ def test_the_company_and_its_preferences_are_one_row_each(connect, warehouse_url
     }
     served = company.api("GET", f"companyinfo/{company.realm_id}")
     assert served.json()["CompanyInfo"] == info  # the same row, by query and by id
+
+
+def test_a_run_a_day_after_the_last_read_reads_again(connect):
+    """The last read's cursor is QBO's clock after its run began, so the run a day later
+    finds it a little under a day old: it must read all the same, not a day after."""
+    company = connect(customers=10, invoices=10)
+    sync_everything(company)
+    untracked = [entity.name for entity in ENTITIES if not entity.cdc]
+
+    def cursors_back(span: str) -> None:
+        with company.runtime.warehouse() as wh:
+            wh.query(
+                f"UPDATE qbo._sync_state SET cursor = cursor - INTERVAL '{span}' "
+                "WHERE realm_id = $1 AND entity IN (SELECT unnest($2::VARCHAR[]))",
+                [company.realm_id, untracked],
+            )
+
+    cursors_back("23 hours")
+    assert {sync_everything(company)[name].mode for name in untracked} == {NOT_DUE}
+    cursors_back("58 minutes")  # 23 h 58 min since the last read
+    results = sync_everything(company)
+    assert {name: results[name].mode for name in untracked} == dict.fromkeys(untracked, "full")
+
+
+def test_the_company_and_tax_codes_cannot_be_created_through_the_api(connect):
+    company = connect(customers=5, invoices=5)
+    for entity, body in (("companyinfo", {"CompanyName": "Another"}), ("taxcode", {"Name": "X"})):
+        answer = company.api("POST", entity, json=body)
+        assert answer.status_code == 400, answer.text
+        assert "Operation Create is not supported" in answer.text
+    assert len(company.entities("CompanyInfo")) == 1

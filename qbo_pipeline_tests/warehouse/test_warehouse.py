@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
+import uuid
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from qbo_pipeline.quickbooks.catalog import CUSTOMER, INVOICE, Column, ColumnType
@@ -396,3 +398,36 @@ def _comments_of_lines(warehouse_url: str, default: Path) -> dict[str | None, st
         return _comments(opened, "invoice_lines")
     finally:
         opened.close()
+
+
+def test_tables_another_role_owns_keep_their_comments_and_still_load(
+    postgres_url: str, customers: list[dict], tmp_path: Path
+) -> None:
+    """PostgreSQL lets only a table's owner comment on it: a loader role the DBA granted
+    the tables to must still sync, and leaves the owner's comments as they are."""
+    unused = tmp_path / "unused.duckdb"
+    owner = connect_warehouse(postgres_url, default_path=unused)
+    owner.ensure_schema()
+    owner.close()
+    role = f"loader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        database = postgres_url.rpartition("/")[2]
+        conn.execute(f'GRANT CREATE ON DATABASE "{database}" TO {role}')
+        conn.execute(f"GRANT ALL ON SCHEMA qbo TO {role}")
+        conn.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA qbo TO {role}")
+        conn.execute("COMMENT ON COLUMN qbo.customers.balance IS 'the DBA''s own words'")
+    reworded = tuple(
+        replace(c, description="Reworded") if c.name == "balance" else c for c in CUSTOMER.columns
+    )
+    loader = connect_warehouse(
+        postgres_url.replace("qbo@", f"{role}@", 1),
+        default_path=unused,
+        entities=(replace(CUSTOMER, columns=reworded), INVOICE),
+    )
+    try:
+        loader.ensure_schema()
+        assert loader.upsert(CUSTOMER, REALM, customers).rows_written == 5
+        assert _comments(loader, "customers")["balance"] == "the DBA's own words"
+    finally:
+        loader.close()

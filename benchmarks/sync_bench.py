@@ -72,10 +72,6 @@ class Company:
     def entities(self) -> int:
         return self.customers + self.invoices
 
-    @property
-    def rows(self) -> dict[str, int]:
-        return {"Customer": self.customers, "Invoice": self.invoices}
-
     def scaled(self, factor: float) -> Company:
         return Company(self.name, int(self.customers * factor), int(self.invoices * factor))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -70,6 +70,9 @@ DEPARTMENTS = ((1, "North", None), (2, "South", None), (3, "Online", None))
 TAX_AGENCIES = (("1", "Board of Equalization"), ("2", "Department of Revenue"))
 
 
+Row = tuple[str, int, dict[str, Any]]  # (entity name, Id, body)
+
+
 class ListGenerator:
     """Builds each name list of a generated company from the seed."""
 
@@ -78,47 +81,44 @@ class ListGenerator:
         self.vendors = max(5, customers // 20)
         self.employees = max(3, customers // 200)
 
-    def lists(self) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    def lists(self) -> Iterator[Row]:
         """(entity name, Id, body) of every row of every list."""
         yield from self._accounts()
         yield from self._items()
         for term_id, name, days in TERMS:
             body = {"Name": name, "Active": True, "Type": "STANDARD", "DueDays": days}
-            yield "Term", int(term_id), self._stamped("Term", int(term_id), body)
+            yield self._row("Term", term_id, body)
         for method_id, name, kind in PAYMENT_METHODS:
             body = {"Name": name, "Active": True, "Type": kind}
-            yield (
-                "PaymentMethod",
-                int(method_id),
-                self._stamped("PaymentMethod", int(method_id), body),
-            )
+            yield self._row("PaymentMethod", method_id, body)
         yield from self._tree("Class", CLASSES + SUB_CLASSES, "SubClass")
         yield from self._tree("Department", DEPARTMENTS, "SubDepartment")
         yield from self._tax()
         for number in range(1, self.vendors + 1):
-            yield "Vendor", number, self.vendor(number)
+            yield self.vendor(number)
         for number in range(1, self.employees + 1):
-            yield "Employee", number, self.employee(number)
+            yield self.employee(number)
 
     def _rng(self, entity: str, number: int) -> random.Random:
         return random.Random(f"{self.seed}/{entity}/{number}")
 
-    def _stamped(self, entity: str, number: int, body: dict[str, Any]) -> dict[str, Any]:
-        """The body with the header every entity has: set up before the first invoice,
-        and some changed since."""
+    def _row(self, entity: str, number: int | str, body: dict[str, Any]) -> Row:
+        """The row, its body given the header every entity has: set up before the first
+        invoice, and some changed since."""
+        number = int(number)
         rng = self._rng(entity, number)
         created = START - timedelta(days=rng.randrange(1, 60), seconds=rng.randrange(86400))
         updated = created + timedelta(days=rng.randrange(0, 400)) if rng.random() < 0.3 else created
-        return {
-            **body,
+        header = {
             "domain": "QBO",
             "sparse": False,
             "Id": str(number),
             "SyncToken": "1" if updated > created else "0",
-            "MetaData": {"CreateTime": _stamp(created), "LastUpdatedTime": _stamp(updated)},
+            "MetaData": {"CreateTime": format_qbo(created), "LastUpdatedTime": format_qbo(updated)},
         }
+        return entity, number, body | header
 
-    def _accounts(self) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    def _accounts(self) -> Iterator[Row]:
         for account_id, name, classification, kind, detail in ACCOUNTS:
             body = {
                 "Name": name,
@@ -132,9 +132,9 @@ class ListGenerator:
                 "CurrentBalanceWithSubAccounts": 0,
                 "CurrencyRef": {"value": "USD", "name": "United States Dollar"},
             }
-            yield "Account", int(account_id), self._stamped("Account", int(account_id), body)
+            yield self._row("Account", account_id, body)
 
-    def _items(self) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    def _items(self) -> Iterator[Row]:
         names = {account_id: name for account_id, name, *_ in ACCOUNTS}
         for item_id, name, price in ITEMS:
             body: dict[str, Any] = {
@@ -163,23 +163,23 @@ class ListGenerator:
                     "TrackQtyOnHand": False,
                 }
             body["IncomeAccountRef"] = {"value": income, "name": names[income]}
-            yield "Item", int(item_id), self._stamped("Item", int(item_id), body)
+            yield self._row("Item", item_id, body)
 
     def _tree(
         self, entity: str, rows: tuple[tuple[int, str, int | None], ...], sub_flag: str
-    ) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    ) -> Iterator[Row]:
         names = {number: name for number, name, _ in rows}
         for number, name, parent in rows:
             body: dict[str, Any] = {"Name": name, "Active": True, sub_flag: parent is not None}
             body["FullyQualifiedName"] = f"{names[parent]}:{name}" if parent else name
             if parent is not None:
                 body["ParentRef"] = {"value": str(parent)}
-            yield entity, number, self._stamped(entity, number, body)
+            yield self._row(entity, number, body)
 
-    def _tax(self) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    def _tax(self) -> Iterator[Row]:
         for agency_id, name in TAX_AGENCIES:
             body = {"DisplayName": name, "TaxTrackedOnSales": True, "TaxTrackedOnPurchases": False}
-            yield "TaxAgency", int(agency_id), self._stamped("TaxAgency", int(agency_id), body)
+            yield self._row("TaxAgency", agency_id, body)
         for index, percent in enumerate(TAX_PERCENTS):
             code_id, rate_id = tax_ids(percent)
             place = REGIONS["USD"].places[index % len(REGIONS["USD"].places)][0]
@@ -193,7 +193,7 @@ class ListGenerator:
                 "SpecialTaxType": "NONE",
                 "DisplayType": "ReadOnly",
             }
-            yield "TaxRate", int(rate_id), self._stamped("TaxRate", int(rate_id), rate)
+            yield self._row("TaxRate", rate_id, rate)
             code = {
                 "Name": place,
                 "Description": place,
@@ -211,9 +211,9 @@ class ListGenerator:
                 },
                 "PurchaseTaxRateList": {"TaxRateDetail": []},
             }
-            yield "TaxCode", int(code_id), self._stamped("TaxCode", int(code_id), code)
+            yield self._row("TaxCode", code_id, code)
 
-    def vendor(self, number: int) -> dict[str, Any]:
+    def vendor(self, number: int) -> Row:
         rng = self._rng("Vendor", number)
         name = f"{rng.choice(COMPANY_WORDS)} {rng.choice(COMPANY_TRADES)} Supply {number}"
         city, region, postal = rng.choice(REGIONS["USD"].places)
@@ -237,9 +237,9 @@ class ListGenerator:
         if rng.random() < 0.7:
             slug = name.lower().replace(" ", "")[:24]
             body["PrimaryEmailAddr"] = {"Address": f"billing@{slug}.example"}
-        return self._stamped("Vendor", number, body)
+        return self._row("Vendor", number, body)
 
-    def employee(self, number: int) -> dict[str, Any]:
+    def employee(self, number: int) -> Row:
         rng = self._rng("Employee", number)
         given, family = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
         hired = START - timedelta(days=rng.randrange(30, 3000))
@@ -255,8 +255,4 @@ class ListGenerator:
         }
         if body["BillableTime"]:
             body["BillRate"] = rng.choice((45, 65, 85, 120))
-        return self._stamped("Employee", number, body)
-
-
-def _stamp(moment: datetime) -> str:
-    return format_qbo(moment)
+        return self._row("Employee", number, body)

@@ -143,7 +143,18 @@ def sync_entity(
             previous.isoformat() if previous else "",
             options.untracked_every,
         )
-        return EntitySyncResult(entity.name, client.realm_id, NOT_DUE, 0, 0, 0, 0, 0, 0.0, previous)
+        return EntitySyncResult(
+            entity=entity.name,
+            realm_id=client.realm_id,
+            mode=NOT_DUE,
+            rows=0,
+            lines=0,
+            deleted=0,
+            requests=0,
+            fetched=0,
+            seconds=0.0,
+            cursor=previous,
+        )
     with BatchWriter(warehouse, entity, client.realm_id, options.batch_rows, on_batch) as writer:
         outcome = _read_and_resolve(reader, warehouse, writer, previous, options, shared)
     deleted, cursor = _commit(warehouse, entity, client.realm_id, outcome)

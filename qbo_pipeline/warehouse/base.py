@@ -162,16 +162,13 @@ class SqlWarehouse(ABC):
                 have = existing.get(table.name)
                 if have is None:
                     session.run(schema.create_table(table, self.dialect))
-                    have = {}
-                for column in table.columns:
-                    if column.name not in have and table.name in existing:
-                        session.run(schema.add_column(table, column, self.dialect))
-                    if table.name in others:
-                        continue
-                    if (have.get(column.name) or "") != column.description:
-                        session.run(schema.comment_on_column(table, column))
-                if table.name not in others and (have.get(None) or "") != table.description:
-                    session.run(schema.comment_on_table(table))
+                else:
+                    for column in table.columns:
+                        if column.name not in have:
+                            session.run(schema.add_column(table, column, self.dialect))
+                if table.name not in others:
+                    for statement in schema.comments_to_set(table, have or {}):
+                        session.run(statement)
             self._schema_ready = True
 
     def _ready(self) -> None:

@@ -12,7 +12,7 @@ fast way to move strings (a DataFrame scan or COPY).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from qbo_pipeline.quickbooks.catalog import Column, ColumnType, Entity
@@ -194,13 +194,17 @@ def create_table(table: Table, dialect: Dialect) -> str:
     return f"CREATE TABLE IF NOT EXISTS {table.qualified} (\n  {body}\n)"
 
 
-def comment_on_table(table: Table) -> str:
-    return f"COMMENT ON TABLE {table.qualified} IS {literal(table.description)}"
-
-
-def comment_on_column(table: Table, column: TableColumn) -> str:
-    target = f"{table.qualified}.{quote(column.name)}"
-    return f"COMMENT ON COLUMN {target} IS {literal(column.description)}"
+def comments_to_set(table: Table, have: Mapping[str | None, str | None]) -> list[str]:
+    """The COMMENT statements that bring the database's comments (`have`, by column, the
+    table's own under None; as EXISTING_COLUMNS reads them) in line with the table's."""
+    statements = [
+        f"COMMENT ON COLUMN {table.qualified}.{quote(c.name)} IS {literal(c.description)}"
+        for c in table.columns
+        if (have.get(c.name) or "") != c.description
+    ]
+    if (have.get(None) or "") != table.description:
+        statements.append(f"COMMENT ON TABLE {table.qualified} IS {literal(table.description)}")
+    return statements
 
 
 def add_column(table: Table, column: TableColumn, dialect: Dialect) -> str:

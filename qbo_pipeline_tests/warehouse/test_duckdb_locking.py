@@ -135,16 +135,8 @@ warehouse.close()
 """
 
 
-@pytest.mark.parametrize("bulk", [False, True], ids=["batch by batch", "in bulk"])
-def test_a_long_sync_lets_a_waiting_process_in_between_batches(
-    tmp_path: Path, invoices: list[dict], bulk: bool
-) -> None:
-    """The holder keeps the file between batches (each close checkpoints), but lets go
-    soon after another process asks for it, not only when its sync ends. In bulk, letting
-    go commits what the sync wrote so far, and none of its batches is lost."""
-    path = tmp_path / "shared.duckdb"
-    holder = DuckDBWarehouse(path, max_hold=0.5, max_hold_unasked=600)
-    holder.ensure_schema()
+def _write_once_later(path: Path, invoices: list[dict]) -> subprocess.Popen:
+    """Another process that writes five invoices of realm-late once it gets the file."""
     late = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(WRITE_ONCE), str(path)],
         cwd=REPO,
@@ -156,6 +148,20 @@ def test_a_long_sync_lets_a_waiting_process_in_between_batches(
     assert late.stdin is not None
     late.stdin.write(json.dumps(invoices))
     late.stdin.close()
+    return late
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["batch by batch", "in bulk"])
+def test_a_long_sync_lets_a_waiting_process_in_between_batches(
+    tmp_path: Path, invoices: list[dict], bulk: bool
+) -> None:
+    """The holder keeps the file between batches (each close checkpoints), but lets go
+    soon after another process asks for it, not only when its sync ends. In bulk, letting
+    go commits what the sync wrote so far, and none of its batches is lost."""
+    path = tmp_path / "shared.duckdb"
+    holder = DuckDBWarehouse(path, max_hold=0.5, max_hold_unasked=600)
+    holder.ensure_schema()
+    late = _write_once_later(path, invoices)
     batches = 0
     deadline = time.monotonic() + 60
     with holder.bulk() if bulk else contextlib.nullcontext():
@@ -198,17 +204,7 @@ def test_a_runs_reads_share_one_open_file_and_still_let_another_process_in(
             holder.cursor("realm-long", INVOICE.name)
         held = len(opened)
 
-        late = subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(WRITE_ONCE), str(path)],
-            cwd=REPO,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert late.stdin is not None
-        late.stdin.write(json.dumps(invoices))
-        late.stdin.close()
+        late = _write_once_later(path, invoices)
         deadline = time.monotonic() + 60
         while late.poll() is None and time.monotonic() < deadline:
             holder.cursor("realm-long", INVOICE.name)

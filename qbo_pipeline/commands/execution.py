@@ -1,4 +1,5 @@
-"""Running `qbo_sync` in-process for connected companies, for the CLI and the demo."""
+"""Running `qbo_sync` and `qbo_reports` in-process for connected companies, for the CLI
+and the demo."""
 
 from __future__ import annotations
 
@@ -98,6 +99,37 @@ def sync_realms(
                 error=None if result.success else _first_failure(result),
             )
         )
+    return runs
+
+
+def report_realms(
+    realm_ids: Iterable[str],
+    months: Iterable[str],
+    *,
+    instance: dg.DagsterInstance,
+    settings: Settings | None = None,
+) -> list[RealmRun]:
+    """Run qbo_reports for each realm and month (a partition key: "2025-03-01")."""
+    from qbo_pipeline.definitions import defs
+    from qbo_pipeline.defs.resources import pipeline_resources
+
+    job = defs.resolve_job_def("qbo_reports")
+    realms, months = list(realm_ids), list(months)
+    known = set(instance.get_dynamic_partitions(realm_partitions.name))
+    missing = [realm for realm in realms if realm not in known]
+    if missing:
+        instance.add_dynamic_partitions(realm_partitions.name, missing)
+    runs = []
+    for realm in realms:
+        for month in months:
+            result = job.execute_in_process(
+                partition_key=dg.MultiPartitionKey({"realm": realm, "month": month}),
+                instance=instance,
+                raise_on_error=False,
+                resources=None if settings is None else pipeline_resources(settings),
+            )
+            error = None if result.success else _first_failure(result)
+            runs.append(RealmRun(realm, result.run_id, result.success, error))
     return runs
 
 

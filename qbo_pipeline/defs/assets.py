@@ -48,7 +48,7 @@ SYNC_OP = "quickbooks"
 ENTITIES_AT_ONCE = 4
 PROGRESS_SECONDS = 10.0
 KEY_PREFIX = "qbo"
-# Only transient failures are retried (see _as_dagster_failure); jitter keeps the retries
+# Only transient failures are retried (see as_dagster_failure); jitter keeps the retries
 # of many realms' runs that failed together (Intuit down) from returning together.
 RETRY_POLICY = dg.RetryPolicy(
     max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
@@ -79,6 +79,15 @@ class SyncConfig(dg.Config):
     syncs the entity incrementally instead."""
 
 
+def table_metadata(table: Table) -> dict[str, object]:
+    """The warehouse table an asset is (or writes into), with its columns as the Dagster
+    UI lists them, each with its comment."""
+    return {
+        "dagster/table_name": table.qualified.replace('"', ""),
+        "dagster/column_schema": _schema(table),
+    }
+
+
 def _schema(table: Table) -> dg.TableSchema:
     """The warehouse table's columns as the Dagster UI lists them, with their comments."""
     return dg.TableSchema(
@@ -101,10 +110,7 @@ def _spec(table: Table, *, warehouse_kind: str, skippable: bool = False) -> dg.A
         skippable=skippable,
         kinds={"quickbooks", warehouse_kind},
         description=table.description,
-        metadata={
-            "dagster/table_name": f"qbo.{table.name}",
-            "dagster/column_schema": _schema(table),
-        },
+        metadata=table_metadata(table),
     )
 
 
@@ -164,7 +170,7 @@ def _materializations(
 
 
 @contextmanager
-def _as_dagster_failure() -> Iterator[None]:
+def as_dagster_failure() -> Iterator[None]:
     """The project's errors fail the step with their one line; only transient ones (see
     qbo_pipeline.errors) may be retried by the retry policy."""
     try:
@@ -317,7 +323,7 @@ def build_sync_asset(*, warehouse_kind: str) -> dg.AssetsDefinition:
         realm = context.partition_key
         inbox = quickbooks.runtime.inbox
         entities = selected_entities(context.selected_asset_keys)
-        with _as_dagster_failure():
+        with as_dagster_failure():
             events = {
                 entity.name: (
                     inbox.pending_events(realm, entity.name, config.webhook_events_through)

@@ -102,7 +102,7 @@ class Realms:
         return dg.SkipReason(f"no realm to sync: {waiting}")
 
 
-def _realms(
+def due_realms(
     context: dg.ScheduleEvaluationContext, quickbooks: QuickBooksResource, *, skip_busy: bool
 ) -> Realms:
     """Active connections with a partition; busy ones wait when `skip_busy`."""
@@ -123,7 +123,19 @@ def _realms(
     return realms
 
 
-def _tick_label(context: dg.ScheduleEvaluationContext) -> str:
+def realms_or_skip(
+    context: dg.ScheduleEvaluationContext, quickbooks: QuickBooksResource, *, skip_busy: bool
+) -> Realms | dg.SkipReason:
+    """The tick's due realms (the others logged with why), or why the tick does nothing."""
+    try:
+        realms = due_realms(context, quickbooks, skip_busy=skip_busy)
+    except PipelineError as error:
+        return dg.SkipReason(f"cannot read the QuickBooks connections: {error}")
+    realms.log(context)
+    return realms if realms.due else realms.skip_reason()
+
+
+def tick_label(context: dg.ScheduleEvaluationContext) -> str:
     """The scheduled time, to the minute in UTC: what makes a tick's run keys its own."""
     scheduled = context.scheduled_execution_time or datetime.now(UTC)
     return scheduled.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
@@ -152,17 +164,13 @@ def _per_realm_schedule(
     def _schedule(
         context: dg.ScheduleEvaluationContext, quickbooks: QuickBooksResource
     ) -> list[dg.RunRequest] | dg.SkipReason:
-        try:
-            realms = _realms(context, quickbooks, skip_busy=skip_busy)
-        except PipelineError as error:
-            return dg.SkipReason(f"cannot read the QuickBooks connections: {error}")
-        realms.log(context)
-        if not realms.due:
-            return realms.skip_reason()
+        realms = realms_or_skip(context, quickbooks, skip_busy=skip_busy)
+        if isinstance(realms, dg.SkipReason):
+            return realms
         if not skip_busy:
             for realm in sorted(busy_realms(context.instance) & set(realms.due)):
                 context.log.info(f"realm {realm}: the {name} run queues behind its run under way")
-        tick = _tick_label(context)
+        tick = tick_label(context)
         return [
             dg.RunRequest(
                 partition_key=realm,

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from qbo_pipeline.emulator import cdc, query
+from qbo_pipeline.emulator import cdc, query, reports
 from qbo_pipeline.emulator.company import Company, encode
 from qbo_pipeline.emulator.faults import (
     ServiceFault,
@@ -32,7 +32,7 @@ from qbo_pipeline.emulator.faults import (
 from qbo_pipeline.emulator.limits import Rejection
 from qbo_pipeline.emulator.store import EmulatorState
 from qbo_pipeline.quickbooks.catalog import ENTITIES, Entity
-from qbo_pipeline.quickbooks.timestamps import format_envelope
+from qbo_pipeline.quickbooks.timestamps import PACIFIC, format_envelope, format_qbo
 
 _BY_RESOURCE = {entity.resource: entity for entity in ENTITIES}
 Handler = Callable[[Request, EmulatorState, Company], Awaitable[Response]]
@@ -252,6 +252,27 @@ async def change_data_capture(request: Request, state: EmulatorState, company: C
     return _json(body + b',"time":"' + _time(state) + b'"}')
 
 
+@accounting
+async def run_report(request: Request, state: EmulatorState, company: Company) -> Response:
+    """GET /reports/{name}?start_date=…&end_date=… (or report_date=…), from the company's
+    own transactions (reports.py)."""
+    now = state.clock.datetime()
+    try:
+        body = reports.report(
+            company,
+            request.path_params["name"],
+            dict(request.query_params),
+            now.astimezone(PACIFIC).date(),
+            format_qbo(now),
+        )
+    except reports.ReportError as error:
+        raise ServiceFault(
+            "2010", "Request has invalid or unsupported property", str(error)
+        ) from None
+    request.state.rows = len(body["Rows"]["Row"])
+    return JSONResponse(body)
+
+
 def _cdc_part(name: str, rows: list[bytes]) -> bytes:
     if not rows:
         return b"{}"
@@ -328,6 +349,7 @@ routes = [
     Route("/v3/company/{realm_id}/query", run_query, methods=["GET", "POST"]),
     Route("/v3/company/{realm_id}/cdc", change_data_capture, methods=["GET"]),
     Route("/v3/company/{realm_id}/batch", batch, methods=["POST"]),
+    Route("/v3/company/{realm_id}/reports/{name}", run_report, methods=["GET"]),
     Route("/v3/company/{realm_id}/companyinfo/{entity_id}", company_info, methods=["GET"]),
     Route("/v3/company/{realm_id}/{resource}/{entity_id}", read, methods=["GET"]),
     Route("/v3/company/{realm_id}/{resource}", write, methods=["POST"]),

@@ -212,7 +212,7 @@ class CompanyGenerator:
         city, region_code, postal = rng.choice(REGIONS["USD"].places)
         street = f"{rng.randrange(1, 9999)} {rng.choice(STREETS)}"
         created = START - timedelta(days=rng.randrange(30, 365), seconds=rng.randrange(86400))
-        updated = _later(rng, created, days=365)
+        updated = later(rng, created, days=365)
         return {
             "Id": "1",
             "SyncToken": "0",
@@ -286,7 +286,7 @@ class CompanyGenerator:
         given, family = self._person(c + 1 if c % 3 else c)
         created = START + SPAN * (0.6 * (c - 1) / max(self.customers, 1))
         created += timedelta(seconds=rng.randrange(0, 86400))
-        updated = _later(rng, created, days=400)
+        updated = later(rng, created, days=400)
         city, region_code, postal = rng.choice(region.places)
         street = f"{rng.randrange(1, 9999)} {rng.choice(STREETS)}"
         domain = _ascii_word(family) or "mail"
@@ -368,31 +368,14 @@ class CompanyGenerator:
             "Id": str(i),
             "SyncToken": "0",
             "MetaData": {},
-            "CustomField": [_crew_field(rng)],
+            "CustomField": [crew_field(rng)],
             "DocNumber": str(1000 + i),
             "TxnDate": txn_date.isoformat(),
             "CurrencyRef": currency,
             "LinkedTxn": [],
-            "Line": _lines(rng, txn_date),
+            "Line": sales_lines(rng, txn_date),
         }
-        tax_percent = rng.choice(TAX_PERCENTS)
-        tax_code, tax_rate = tax_ids(tax_percent)
-        entity["TxnTaxDetail"] = {
-            "TxnTaxCodeRef": {"value": tax_code},
-            "TotalTax": 0,
-            "TaxLine": [
-                {
-                    "Amount": 0,
-                    "DetailType": "TaxLineDetail",
-                    "TaxLineDetail": {
-                        "TaxRateRef": {"value": tax_rate},
-                        "PercentBased": True,
-                        "TaxPercent": json_number(tax_percent),
-                        "NetAmountTaxable": 0,
-                    },
-                }
-            ],
-        }
+        entity["TxnTaxDetail"] = tax_detail(rng)
         entity["CustomerRef"] = {"value": str(c), "name": card.name}
         entity["CustomerMemo"] = {"value": "Thank you for your business and have a great day!"}
         entity.update(_invoice_addresses(i, card))
@@ -430,7 +413,30 @@ def _is_special(c: int) -> bool:
     return c % 23 == 4
 
 
-def _later(rng: random.Random, start: datetime, *, days: int) -> datetime:
+def tax_detail(rng: random.Random) -> dict:
+    """A sales form's TxnTaxDetail: one percent-based tax line, its amounts still zero
+    (amounts.recompute_invoice fills them)."""
+    tax_percent = rng.choice(TAX_PERCENTS)
+    tax_code, tax_rate = tax_ids(tax_percent)
+    return {
+        "TxnTaxCodeRef": {"value": tax_code},
+        "TotalTax": 0,
+        "TaxLine": [
+            {
+                "Amount": 0,
+                "DetailType": "TaxLineDetail",
+                "TaxLineDetail": {
+                    "TaxRateRef": {"value": tax_rate},
+                    "PercentBased": True,
+                    "TaxPercent": json_number(tax_percent),
+                    "NetAmountTaxable": 0,
+                },
+            }
+        ],
+    }
+
+
+def later(rng: random.Random, start: datetime, *, days: int) -> datetime:
     """A later stamp, sometimes the same one, sometimes on a whole minute so ties occur."""
     draw = rng.random()
     if draw < 0.4:
@@ -441,14 +447,14 @@ def _later(rng: random.Random, start: datetime, *, days: int) -> datetime:
     return min(moment, ANCHOR)
 
 
-def _crew_field(rng: random.Random) -> dict:
+def crew_field(rng: random.Random) -> dict:
     field = {"DefinitionId": "1", "Name": "Crew #", "Type": "StringType"}
     if rng.random() < 0.7:
         field["StringValue"] = str(rng.randrange(1, 120))
     return field
 
 
-def _lines(rng: random.Random, txn_date: date) -> list[dict]:
+def sales_lines(rng: random.Random, txn_date: date) -> list[dict]:
     lines: list[dict] = []
     count = rng.choice((1, 1, 2, 2, 3, 4, 6, 9))
     for number in range(1, count + 1):
@@ -512,7 +518,7 @@ def _settle(rng: random.Random, invoice: dict, i: int, created: datetime, active
     total = Decimal(str(invoice["TotalAmt"]))
     draw = rng.random() if active else 0.0
     if draw >= 0.7 or total == 0:
-        return _later(rng, created, days=30)
+        return later(rng, created, days=30)
     paid = total if draw < 0.5 else cents(total * Decimal(rng.randrange(10, 90)) / 100)
     invoice["Balance"] = json_amount(total - paid)
     invoice["LinkedTxn"] = [{"TxnId": str(5_000_000 + i), "TxnType": "Payment"}]

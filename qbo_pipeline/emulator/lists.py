@@ -34,10 +34,13 @@ from qbo_pipeline.quickbooks.timestamps import format_qbo
 # where it has the account, so replayed and generated data name the same ones.
 ACCOUNTS = (
     ("35", "Checking", "Asset", "Bank", "Checking"),
+    ("36", "Savings", "Asset", "Bank", "Savings"),
     ("4", "Undeposited Funds", "Asset", "Other Current Asset", "UndepositedFunds"),
     ("84", "Accounts Receivable (A/R)", "Asset", "Accounts Receivable", "AccountsReceivable"),
     ("81", "Inventory Asset", "Asset", "Other Current Asset", "Inventory"),
+    ("39", "Accumulated Depreciation", "Asset", "Fixed Asset", "AccumulatedDepreciation"),
     ("33", "Accounts Payable (A/P)", "Liability", "Accounts Payable", "AccountsPayable"),
+    ("41", "Mastercard", "Liability", "Credit Card", "CreditCard"),
     ("89", "Sales Tax Payable", "Liability", "Other Current Liability", "SalesTaxPayable"),
     ("2", "Opening Balance Equity", "Equity", "Equity", "OpeningBalanceEquity"),
     ("3", "Retained Earnings", "Equity", "Equity", "RetainedEarnings"),
@@ -51,6 +54,7 @@ ACCOUNTS = (
     ("15", "Equipment Rental", "Expense", "Expense", "EquipmentRental"),
     ("58", "Rent or Lease", "Expense", "Expense", "RentOrLeaseOfBuildings"),
     ("24", "Job Expenses", "Expense", "Expense", "SuppliesMaterials"),
+    ("64", "Depreciation", "Expense", "Other Expense", "Depreciation"),
 )
 # Items stocked as inventory; the rest are services (income account "Services" or
 # "Landscaping Services") or non-inventory products.
@@ -71,6 +75,11 @@ TAX_AGENCIES = (("1", "Board of Equalization"), ("2", "Department of Revenue"))
 
 
 Row = tuple[str, int, dict[str, Any]]  # (entity name, Id, body)
+
+
+def purchase_cost(price: Decimal) -> Decimal:
+    """What the company pays for a unit of an inventory item it sells at `price`."""
+    return (price * Decimal("0.55")).quantize(Decimal(1))
 
 
 class ListGenerator:
@@ -152,7 +161,7 @@ class ListGenerator:
                     "Type": "Inventory",
                     "TrackQtyOnHand": True,
                     "QtyOnHand": self._rng("Stock", int(item_id)).randrange(0, 500),
-                    "PurchaseCost": json_number((price * Decimal("0.55")).quantize(Decimal(1))),
+                    "PurchaseCost": json_number(purchase_cost(price)),
                     "AssetAccountRef": {"value": "81", "name": names["81"]},
                     "ExpenseAccountRef": {"value": "80", "name": names["80"]},
                 }

@@ -240,6 +240,10 @@ class QuickBooksClient:
         document = self._request_json(f"companyinfo/{quote(self.realm_id)}", None)
         return document.get("CompanyInfo") or {}
 
+    def report(self, name: str, params: dict[str, str]) -> dict:
+        """One report (reports.REPORTS) for the parameters of one period."""
+        return self._request_json(f"reports/{quote(name)}", None, params)
+
     def get(self, entity: Entity, entity_id: str) -> dict:
         document = self._request_json(f"{entity.resource}/{quote(entity_id)}", None)
         return document[entity.name]

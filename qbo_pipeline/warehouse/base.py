@@ -9,16 +9,18 @@ SQL it runs (schema.py, normalise.py).
 
 from __future__ import annotations
 
+import json
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Protocol, runtime_checkable
 
 from qbo_pipeline.quickbooks.catalog import ENTITIES, Entity
-from qbo_pipeline.warehouse import schema
+from qbo_pipeline.quickbooks.reports import ReportLine
+from qbo_pipeline.warehouse import derived, report_tables, schema
 from qbo_pipeline.warehouse.errors import UnfitValue
 from qbo_pipeline.warehouse.normalise import SEQ, STAGE, describe_bad_value
 from qbo_pipeline.warehouse.records import Records, record_typer
@@ -78,6 +80,15 @@ class Warehouse(Protocol):
 
     def cursor(self, realm_id: str, entity_name: str) -> datetime | None: ...
 
+    def replace_report(
+        self,
+        realm_id: str,
+        report: str,
+        period: tuple[date, date],
+        raw: dict,
+        lines: Sequence[ReportLine],
+    ) -> int: ...
+
     def count(self, table: str, realm_id: str | None = None) -> int: ...
 
     def query(self, sql: str, params: Sequence = ()) -> list[tuple]: ...
@@ -110,7 +121,8 @@ class SqlWarehouse(ABC):
 
     def __init__(self, entities: Sequence[Entity] = ENTITIES) -> None:
         self._entities = tuple(entities)
-        self._tables = {table.name: table for table in schema.tables(self._entities)}
+        tables = [*schema.tables(self._entities), *report_tables.REPORT_TABLES]
+        self._tables = {table.name: table for table in tables}
         self._schema_ready = False
         self._schema_lock = threading.Lock()
 
@@ -169,7 +181,20 @@ class SqlWarehouse(ABC):
                 if table.name not in others:
                     for statement in schema.comments_to_set(table, have or {}):
                         session.run(statement)
+            self._ensure_views(session)
             self._schema_ready = True
+
+    def _ensure_views(self, session: Session) -> None:
+        """(Re)create the views read out of raw JSON (derived.VIEWS), except those another
+        role owns: their owner keeps them."""
+        owned = dict(session.run(derived.existing(self.dialect)))
+        for view in derived.VIEWS:
+            create = derived.create_view(view, self._entities, self.dialect)
+            if create is None or not owned.get(view.name, True):
+                continue
+            session.run(create)
+            for statement in derived.comments(view):
+                session.run(statement)
 
     def _ready(self) -> None:
         if not self._schema_ready:
@@ -324,6 +349,35 @@ class SqlWarehouse(ABC):
             session.stage(SEEN, {"id": "TEXT"}, ((str(entity_id),) for entity_id in seen_ids))
             rows = session.run(schema.select_unseen(table), [realm_id])
         return sorted(row[0] for row in rows)
+
+    # --- reports -----------------------------------------------------------------------
+
+    def replace_report(
+        self,
+        realm_id: str,
+        report: str,
+        period: tuple[date, date],
+        raw: dict,
+        lines: Sequence[ReportLine],
+    ) -> int:
+        """Store one report period as QBO answered it and flattened, replacing what was
+        stored of that period; returns the lines written."""
+        self._ready()
+        start, end = period
+        head = [realm_id, report, start, end]
+        with self._session() as session:
+            for table in report_tables.REPORT_TABLES:
+                session.run(report_tables.delete_period(table), head[:3])
+            session.run(
+                report_tables.insert(report_tables.REPORTS_TABLE),
+                [*head, datetime.now(UTC), json.dumps(raw)],
+            )
+            insert = report_tables.insert(report_tables.REPORT_LINES_TABLE)
+            for line in lines:
+                cells = [line.row_index, line.column_index, line.section_path, line.row_type]
+                cells += [line.account_id, line.label, line.column_title, line.amount]
+                session.run(insert, [*head, *cells])
+        return len(lines)
 
     # --- reads -------------------------------------------------------------------------
 

@@ -116,7 +116,7 @@ def _detail_tail(column: Column) -> tuple[str, ...] | None:
     return column.path[1:]
 
 
-def _structure(paths: Iterable[tuple[str, ...]]) -> dict:
+def json_structure(paths: Iterable[tuple[str, ...]]) -> dict:
     """DuckDB's from_json structure: every leaf read as text, so SQL casts it afterwards."""
     tree: dict = {}
     for path in paths:
@@ -154,7 +154,7 @@ def entity_projection(entity: Entity, dialect: Dialect) -> Projection:
     """Columns of STAGE rows; the JSON text is `raw`, the parsed record `j`."""
     paths = [column.path for column in entity.columns]
     if dialect is Dialect.DUCKDB:
-        structure = _structure(paths)
+        structure = json_structure(paths)
         if entity.lines is not None:
             structure[entity.lines.field] = ["JSON"]
         parse = f"from_json(raw, {literal(json.dumps(structure))}) AS j"
@@ -176,12 +176,13 @@ def line_projection(entity: Entity, dialect: Dialect) -> Projection:
     tails = {column.name: _detail_tail(column) for column in line_columns}
     texts: list[tuple[Column, str]] = []
     if dialect is Dialect.DUCKDB:
-        plain = _structure(c.path for c in line_columns if tails[c.name] is None)
-        detail = _structure(tail for tail in tails.values() if tail)
-        parse = (
-            f"from_json(line, {literal(json.dumps(plain))}) AS l, "
-            f"from_json(line -> (line ->> 'DetailType'), {literal(json.dumps(detail))}) AS d"
-        )
+        plain = json_structure(c.path for c in line_columns if tails[c.name] is None)
+        detail = json_structure(tail for tail in tails.values() if tail)
+        parse = f"from_json(line, {literal(json.dumps(plain))}) AS l"
+        if detail:  # lines without a detail object (a payment's) have no DETAIL columns
+            parse += (
+                f", from_json(line -> (line ->> 'DetailType'), {literal(json.dumps(detail))}) AS d"
+            )
         for column in line_columns:
             tail = tails[column.name]
             texts.append(

@@ -85,9 +85,12 @@ def test_invoices_add_up_exactly(company: Company) -> None:
 
 
 def test_customers_look_like_qbo_and_balances_match_invoices(company: Company) -> None:
+    """A customer's balance is its open invoices less its unapplied credit memos."""
     customers = {c["Id"]: c for c in _all(company, "Customer")}
     invoices = _all(company, "Invoice")
     open_by_customer = Counter()
+    for memo in _all(company, "CreditMemo"):
+        open_by_customer[memo["CustomerRef"]["value"]] -= _money(memo["RemainingCredit"])
     for invoice in invoices:
         open_by_customer[invoice["CustomerRef"]["value"]] += _money(invoice["Balance"])
         customer = customers[invoice["CustomerRef"]["value"]]

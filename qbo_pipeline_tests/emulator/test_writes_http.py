@@ -8,6 +8,7 @@ from qbo_pipeline.emulator.config import EmulatorConfig
 from qbo_pipeline.emulator.server import EmulatorServer
 from qbo_pipeline.quickbooks.timestamps import parse_instant
 from qbo_pipeline_tests.emulator.conftest import Connection, connect
+from qbo_pipeline_tests.emulator.ledger import assert_customer_balances_match
 
 
 def _post(connection: Connection, resource: str, body: dict, **params) -> dict:
@@ -144,7 +145,7 @@ def test_invoice_totals_balances_and_delete(fresh: Connection) -> None:
     assert [(d.entity, d.id) for d in fresh.server.state.company.deletions] == [("Invoice", "151")]
     summary = fresh.http.get(f"/_emulator/companies/{fresh.realm_id}/summary").json()
     assert summary["Invoice"]["count"] == 150
-    assert summary["Customer"]["balance_sum"] == summary["Invoice"]["balance_sum"]
+    assert_customer_balances_match(summary)
 
 
 def test_invoice_for_unknown_customer_is_invalid_reference(fresh: Connection) -> None:
@@ -166,3 +167,34 @@ def test_same_seed_serves_identical_data_over_http() -> None:
 
     assert snapshot(3) == snapshot(3)
     assert snapshot(3) != snapshot(4)
+
+
+def test_a_payment_pays_its_invoices_and_its_deletion_owes_them_again(fresh: Connection) -> None:
+    owing = next(
+        invoice
+        for invoice in fresh.rows("select * from Invoice where Balance > '100' maxresults 50")
+        if Decimal(str(invoice["Balance"])) < Decimal(str(invoice["TotalAmt"])) * 2
+    )
+    customer_id = owing["CustomerRef"]["value"]
+    balance_before = Decimal(str(_customer(fresh, customer_id)["Balance"]))
+    too_much = Decimal(str(owing["Balance"])) + 1
+    line = {"Amount": float(too_much), "LinkedTxn": [{"TxnId": owing["Id"], "TxnType": "Invoice"}]}
+    payment = {"CustomerRef": {"value": customer_id}, "TotalAmt": float(too_much), "Line": [line]}
+    assert _fault_code(fresh, "payment", payment) == "2010"  # refused; nothing changed
+
+    line["Amount"] = payment["TotalAmt"] = 100.0
+    created = _post(fresh, "payment", payment)["Payment"]
+    invoice = fresh.api("GET", f"invoice/{owing['Id']}").json()["Invoice"]
+    assert Decimal(str(invoice["Balance"])) == Decimal(str(owing["Balance"])) - 100
+    assert {"TxnId": created["Id"], "TxnType": "Payment"} in invoice["LinkedTxn"]
+    assert int(invoice["SyncToken"]) == int(owing["SyncToken"]) + 1
+    assert Decimal(str(_customer(fresh, customer_id)["Balance"])) == balance_before - 100
+
+    _post(fresh, "payment", {"Id": created["Id"], "SyncToken": "0"}, operation="delete")
+    invoice = fresh.api("GET", f"invoice/{owing['Id']}").json()["Invoice"]
+    assert Decimal(str(invoice["Balance"])) == Decimal(str(owing["Balance"]))
+    assert {"TxnId": created["Id"], "TxnType": "Payment"} not in invoice["LinkedTxn"]
+    assert Decimal(str(_customer(fresh, customer_id)["Balance"])) == balance_before
+    assert_customer_balances_match(
+        fresh.http.get(f"/_emulator/companies/{fresh.realm_id}/summary").json()
+    )

@@ -14,8 +14,11 @@ import pytest
 
 from qbo_pipeline.commands.execution import sync_realms
 from qbo_pipeline.definitions import defs
+from qbo_pipeline.defs.assets import GROUP
 from qbo_pipeline.defs.partitions import realm_partitions
 from qbo_pipeline.quickbooks.catalog import ENTITIES
+from qbo_pipeline.quickbooks.reports import REPORTS
+from qbo_pipeline.warehouse.derived import VIEWS
 from qbo_pipeline.warehouse.duckdb_warehouse import DuckDBWarehouse
 from qbo_pipeline.warehouse.schema import tables
 from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals
@@ -28,14 +31,20 @@ def test_definitions_load_with_an_asset_per_warehouse_table_and_the_job():
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys == {f"qbo/{table.name}" for table in tables(ENTITIES) if table.name[0] != "_"}
+    synced = {f"qbo/{table.name}" for table in tables(ENTITIES) if table.name[0] != "_"}
+    reports = {f"qbo/reports/{report.table_name}" for report in REPORTS}
+    assert keys == synced | reports
     assert {"qbo/customers", "qbo/invoice_lines", "qbo/accounts", "qbo/tax_rates"} <= keys
     job = defs.resolve_job_def("qbo_sync")
     assert job.partitions_def == realm_partitions
+    assert {
+        key.to_user_string() for key in job.asset_layer.asset_graph.get_all_asset_keys()
+    } >= synced
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.kinds == {"quickbooks", "duckdb"}  # the resource's warehouse, by default
-        assert node.metadata["dagster/table_name"] == f"qbo.{key.path[-1]}"
+        table = "report_lines" if key.to_user_string() in reports else key.path[-1]
+        assert node.metadata["dagster/table_name"] == f"qbo.{table}"
         policy = defs.resolve_assets_def(key).op.retry_policy
         # Retried runs of many realms that failed together must not all return together.
         assert policy is not None and policy.jitter is not None
@@ -53,13 +62,17 @@ def test_each_assets_column_schema_is_its_warehouse_table_with_descriptions(tmp_
     for table, column, comment in stored:
         in_warehouse.setdefault(table, []).append((column, comment))
     shown = {
-        key.path[-1]: [
+        graph.get(key).metadata["dagster/table_name"].removeprefix("qbo."): [
             (column.name, column.description)
             for column in graph.get(key).metadata["dagster/column_schema"].columns
         ]
         for key in graph.get_all_asset_keys()
     }
-    assert shown == in_warehouse
+    assert shown == {table: in_warehouse[table] for table in shown}
+    assert set(in_warehouse) - set(shown) == {  # no asset of their own
+        "reports",  # the report assets' answers, as QBO gave them
+        *(view.name for view in VIEWS),  # read out of the tables' raw JSON
+    }
     assert dict(shown["invoices"])["balance"].startswith("What is still unpaid")
 
 
@@ -67,7 +80,8 @@ def row_counts(instance: dg.DagsterInstance, realm_id: str) -> dict[str, int]:
     """Each asset's `dagster/row_count` in its latest materialisation (of the realm), by
     the table the asset is."""
     counts = {}
-    for key in defs.resolve_asset_graph().get_all_asset_keys():
+    synced = dg.AssetSelection.groups(GROUP).resolve(defs.resolve_asset_graph())
+    for key in synced:
         event = instance.get_latest_materialization_event(key)
         assert event is not None, key
         assert event.dagster_event.partition == realm_id
@@ -77,11 +91,15 @@ def row_counts(instance: dg.DagsterInstance, realm_id: str) -> dict[str, int]:
 
 def test_qbo_sync_materialises_the_realm_partition(connect):
     company = connect(customers=150, invoices=260)
-    # What QuickBooks holds, by the emulator's own count: every element of an invoice's
-    # Line array is a row of invoice_lines, sub-total and discount lines included.
-    invoices = company.entities("Invoice")
-    in_qbo = {entity.table: len(company.entities(entity.name)) for entity in ENTITIES}
-    in_qbo["invoice_lines"] = sum(len(invoice.get("Line", [])) for invoice in invoices)
+    # What QuickBooks holds, by the emulator's own count: every element of a
+    # transaction's Line array is a row of its lines table, sub-total lines included.
+    in_qbo = {}
+    for entity in ENTITIES:
+        rows = company.entities(entity.name)
+        in_qbo[entity.table] = len(rows)
+        if entity.lines is not None:
+            field = entity.lines.field
+            in_qbo[entity.lines.table] = sum(len(row.get(field, [])) for row in rows)
     assert in_qbo["customers"] == 150 and in_qbo["invoices"] == 260
     assert in_qbo["invoice_lines"] == company.summary()["Invoice"]["line_count"]
 

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from qbo_pipeline.quickbooks.catalog import ENTITIES
+from qbo_pipeline.quickbooks.reports import REPORTS
 from qbo_pipeline.warehouse.schema import tables
 from qbo_pipeline_tests.browser import ROOT, free_port, wait_for_dagster
 
@@ -54,7 +55,9 @@ def test_typed_in_the_repository_root_with_no_environment_it_serves_the_assets(
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
     keys = {"/".join(node["assetKey"]["path"]) for node in answer["data"]["assetNodes"]}
-    assert keys == {f"qbo/{table.name}" for table in tables(ENTITIES) if table.name[0] != "_"}
+    assert keys == {f"qbo/{table.name}" for table in tables(ENTITIES) if table.name[0] != "_"} | {
+        f"qbo/reports/{report.table_name}" for report in REPORTS
+    }
     [repository] = answer["data"]["repositoriesOrError"]["nodes"]
     assert {s["name"] for s in repository["sensors"]} >= {
         "qbo_webhook_sensor",
@@ -64,5 +67,6 @@ def test_typed_in_the_repository_root_with_no_environment_it_serves_the_assets(
     assert {s["name"] for s in repository["schedules"]} == {
         "qbo_incremental_schedule",
         "qbo_reconciliation_schedule",
+        "qbo_reports_schedule",
     }
     assert "Error" not in started

@@ -94,7 +94,14 @@ def test_what_cdc_cannot_track_is_read_in_full_once_a_day_and_the_rest_through_c
     assert company.stats()["requests"] == 1
     assert hourly[ITEM.name].rows == 1
     untracked = [entity.name for entity in ENTITIES if not entity.cdc]
-    assert untracked == ["TaxAgency", "TaxCode", "TaxRate", "CompanyInfo", "Preferences"]
+    assert untracked == [
+        "TimeActivity",
+        "TaxAgency",
+        "TaxCode",
+        "TaxRate",
+        "CompanyInfo",
+        "Preferences",
+    ]
     assert {name: (hourly[name].mode, hourly[name].requests) for name in untracked} == {
         name: (NOT_DUE, 0) for name in untracked
     }

@@ -13,6 +13,7 @@ from qbo_pipeline.quickbooks.catalog import (
     INVOICE,
     NAME_LISTS,
     PREFERENCES,
+    TRANSACTIONS,
 )
 from qbo_pipeline.sync.engine import sync_entity
 from qbo_pipeline_tests.pipeline.expectations import assert_warehouse_equals
@@ -111,3 +112,50 @@ def test_sandbox_name_lists_replay_into_their_tables(connect, fixtures_dir):
 
 def _json(raw):
     return json.loads(raw) if isinstance(raw, str) else raw
+
+
+def test_sandbox_transactions_replay_with_their_lines_and_links(connect, fixtures_dir):
+    """The sandbox's real payloads of every transaction it holds: payments that pay
+    invoices, bills and their payments, journal entries, deposits, expenses, time."""
+    company = connect(data=fixtures_dir / "qbo_sandbox_records.jsonl")
+    recorded = {
+        entity: rows
+        for entity in TRANSACTIONS
+        if (rows := sandbox_stream(fixtures_dir, entity.table))
+    }
+    assert len(recorded) == 12  # all but transfers, vendor credits and budgets
+    with company.runtime.client(company.realm_id) as client, company.runtime.warehouse() as wh:
+        for entity in recorded:
+            result = sync_entity(client, wh, entity)
+            stored = wh.query(f"SELECT id, raw FROM qbo.{entity.table} ORDER BY id")
+            assert {id_: _json(raw) for id_, raw in stored} == {
+                row["Id"]: row for row in recorded[entity]
+            }, entity.name
+            if entity.lines is not None:
+                lines = sum(len(row.get("Line", [])) for row in recorded[entity])
+                assert result.lines == lines, entity.name
+        # Payment 98 paid invoice 42 in full (81.00), and was deposited by deposit 121.
+        assert wh.query(
+            "SELECT line_index, linked_type, linked_id FROM qbo.linked_transactions "
+            "WHERE parent_type = 'Payment' AND parent_id = '98' ORDER BY line_index NULLS FIRST"
+        ) == [(None, "Deposit", "121"), (0, "Invoice", "42")]
+        assert wh.query("SELECT amount FROM qbo.payment_lines WHERE payment_id = '98'") == [
+            (Decimal(81),)
+        ]
+        # A journal entry's typed lines balance, and name their accounts.
+        assert wh.query(
+            "SELECT posting_type, account_id, account_name, amount FROM qbo.journal_entry_lines "
+            "WHERE journal_entry_id = '6' ORDER BY line_index"
+        ) == [
+            ("Debit", "38", "Truck:Original Cost", Decimal(13495)),
+            ("Credit", "34", "Opening Balance Equity", Decimal(13495)),
+        ]
+        # A bill's expense line, typed from AccountBasedExpenseLineDetail.
+        assert wh.query(
+            "SELECT detail_type, account_id, billable_status, tax_code, amount "
+            "FROM qbo.bill_lines WHERE bill_id = '24'"
+        ) == [("AccountBasedExpenseLineDetail", "17", "NotBillable", "NON", Decimal(900))]
+        assert wh.query(
+            "SELECT employee_id, customer_id, item_id, hours, minutes FROM qbo.time_activities "
+            "WHERE id = '1'"
+        ) == [("55", "17", "2", 4, 45)]

@@ -29,6 +29,11 @@ COUNT_KEYS = [
 ]
 CUSTOMER_KEY = dg.AssetKey(["qbo", "customers"])
 ORPHAN_KEY = dg.AssetCheckKey(dg.AssetKey(["qbo", "invoice_lines"]), ORPHAN_LINES_CHECK)
+ORPHAN_KEYS = [  # one per lines table
+    dg.AssetCheckKey(dg.AssetKey(["qbo", entity.lines.table]), ORPHAN_LINES_CHECK)
+    for entity in ENTITIES
+    if entity.lines is not None
+]
 FRESHNESS_KEYS = [  # customers first
     dg.AssetCheckKey(dg.AssetKey(["qbo", table.name]), FRESHNESS_CHECK)
     for table in tables(ENTITIES)
@@ -45,9 +50,7 @@ def synced(company, instance: dg.DagsterInstance, **options) -> dict[str, dg.Ass
 def test_every_table_has_its_checks_and_qbo_sync_runs_them():
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().asset_check_keys}
     assert keys == {
-        *(key.to_user_string() for key in COUNT_KEYS),
-        ORPHAN_LINES,
-        *(key.to_user_string() for key in FRESHNESS_KEYS),
+        *(key.to_user_string() for key in COUNT_KEYS + ORPHAN_KEYS + FRESHNESS_KEYS),
     }
     assert {CUSTOMERS_COUNT, INVOICES_COUNT, f"qbo/tax_rates:{LIVE_ROWS_CHECK}"} <= keys
     job = defs.resolve_job_def("qbo_sync")
@@ -64,8 +67,8 @@ def test_after_a_sync_every_check_passes_and_says_so(connect, backend, request, 
     company = connect(customers=8, invoices=12, warehouse_url=url)
     with dg.instance_for_test() as instance:
         results = synced(company, instance)
-    assert set(results) == {key.to_user_string() for key in COUNT_KEYS + FRESHNESS_KEYS} | {
-        ORPHAN_LINES
+    assert set(results) == {
+        key.to_user_string() for key in COUNT_KEYS + ORPHAN_KEYS + FRESHNESS_KEYS
     }
     assert {name: result.passed for name, result in results.items() if not result.passed} == {}
     realm = company.realm_id

@@ -32,7 +32,9 @@ def test_the_synced_company_shows_in_the_dagster_ui(connect, tmp_path: Path, bro
     base = f"http://127.0.0.1:{port}"
     try:
         catalog = open_page(browser, f"{base}/assets")
-        for table in ("customers", "invoices", "invoice_lines"):
+        # Every table of the company is listed: tall enough for the list to show them all.
+        catalog.set_viewport_size({"width": 1400, "height": 4000})
+        for table in ("customers", "invoices", "invoice_lines", "payments", "bill_lines"):
             expect(catalog.get_by_text(f"qbo / {table}").first).to_be_visible(timeout=60_000)
         expect(catalog.get_by_text("1 partition").first).to_be_visible()
 

@@ -85,7 +85,7 @@ def test_a_signed_body_that_is_not_understood_is_kept_as_rejected_and_answered_2
 
 
 def test_events_for_companies_not_connected_and_entities_not_synced_are_kept_apart(receiving):
-    changes = [Change("Bill", "4", "created"), Change("Customer", "3", "updated")]
+    changes = [Change("Attachable", "4", "created"), Change("Customer", "3", "updated")]
     deliver(receiving.url, cloudevents(receiving.realm_id, changes))
     deliver(receiving.url, cloudevents("4620816365", [Change("Customer", "1", "created")]))
     assert receiving.counts() == {"ignored": 1, "pending": 1, "unconnected": 1}

@@ -48,6 +48,9 @@ class LineTable:
     parent_key: str  # the column naming the parent entity, e.g. "invoice_id"
     columns: tuple[Column, ...]
     description: str = ""  # what a row means to an analyst
+    # Whether a line may name other transactions (LinkedTxn): the invoices a payment's
+    # line pays, the bills a bill payment's line pays, the payments a deposit's line banks.
+    links: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,12 @@ class Entity:
     @property
     def is_name_list(self) -> bool:
         return self.kind is Kind.NAME_LIST
+
+    @property
+    def links(self) -> bool:
+        """Whether the entity itself may name other transactions (LinkedTxn): a form with
+        lines, such as an invoice naming its payments or an estimate the invoice it became."""
+        return self.kind is Kind.TRANSACTION and self.lines is not None
 
     @property
     def hides_inactive(self) -> bool:

@@ -1,11 +1,21 @@
-"""Customers and invoices, with the invoices' lines."""
+"""Sales: customers, and what the company sells them and is paid: invoices, sales
+receipts, estimates, credit memos, refunds and the payments that settle invoices."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from qbo_pipeline.quickbooks.catalog.fields import (
+    SALES_LINE,
+    customer,
+    header,
+    line_basics,
+    ref,
+    total_tax,
+)
 from qbo_pipeline.quickbooks.catalog.model import (
     COMMON,
     COMMON_FILTERABLE,
-    DETAIL,
     Column,
     Entity,
     Kind,
@@ -140,76 +150,7 @@ INVOICE_LINES = LineTable(
         "Every line of every invoice as QuickBooks stores it, in order: item lines with "
         "quantity and unit price, plus the sub-total and discount lines (see detail_type)."
     ),
-    columns=(
-        Column("line_id", T.TEXT, ("Id",), "QuickBooks' Id of the line within its invoice"),
-        Column(
-            "line_num",
-            T.INTEGER,
-            ("LineNum",),
-            "The line's position on the form (LineNum); empty on sub-total lines",
-        ),
-        Column(
-            "detail_type",
-            T.TEXT,
-            ("DetailType",),
-            "The kind of line: SalesItemLineDetail, SubTotalLineDetail, DiscountLineDetail...",
-        ),
-        Column(
-            "description",
-            T.TEXT,
-            ("Description",),
-            "The line's description as printed on the invoice",
-        ),
-        Column(
-            "amount",
-            T.DECIMAL,
-            ("Amount",),
-            "The line's amount before tax, in the invoice's currency (Qty × UnitPrice)",
-        ),
-        Column(
-            "item_id",
-            T.TEXT,
-            (DETAIL, "ItemRef", "value"),
-            "The Id of the product or service sold (ItemRef)",
-        ),
-        Column(
-            "item_name",
-            T.TEXT,
-            (DETAIL, "ItemRef", "name"),
-            "The name of the product or service sold, as on the invoice",
-        ),
-        Column("qty", T.DECIMAL, (DETAIL, "Qty"), "Quantity sold"),
-        Column(
-            "unit_price",
-            T.DECIMAL,
-            (DETAIL, "UnitPrice"),
-            "Price per unit, in the invoice's currency",
-        ),
-        Column(
-            "tax_code",
-            T.TEXT,
-            (DETAIL, "TaxCodeRef", "value"),
-            "The line's sales tax code (TaxCodeRef): TAX or NON in the US, else an Id",
-        ),
-        Column(
-            "service_date",
-            T.DATE,
-            (DETAIL, "ServiceDate"),
-            "The date the product or service was delivered",
-        ),
-        Column(
-            "discount_percent",
-            T.DECIMAL,
-            (DETAIL, "DiscountPercent"),
-            "The discount rate of a percentage discount line",
-        ),
-        Column(
-            "discount_percent_based",
-            T.BOOLEAN,
-            (DETAIL, "PercentBased"),
-            "True when a discount line is a percentage, false for a fixed amount",
-        ),
-    ),
+    columns=(*line_basics("invoice"), *SALES_LINE),
 )
 
 INVOICE = Entity(
@@ -311,3 +252,119 @@ INVOICE = Entity(
     | {"DocNumber", "TxnDate", "DueDate", "CustomerRef", "TotalAmt", "Balance"},
     lines=INVOICE_LINES,
 )
+
+
+def _lines(table: str, parent_key: str, what: str, columns: tuple[Column, ...]) -> LineTable:
+    return LineTable(
+        field="Line",
+        table=table,
+        parent_key=parent_key,
+        description=f"Every line of every {what}, in order; detail_type says which kind",
+        columns=(*line_basics(what), *columns),
+    )
+
+
+_SALES_FILTERABLE = COMMON_FILTERABLE | {"DocNumber", "TxnDate", "CustomerRef", "TotalAmt"}
+
+
+def _sales_form(name: str, table: str, what: str, description: str, *extra: Column) -> Entity:
+    """A sales form with item lines: sales receipts, credit memos, refunds, estimates."""
+    singular = table.removesuffix("s")
+    return Entity(
+        name=name,
+        table=table,
+        description=description,
+        kind=Kind.TRANSACTION,
+        cdc=True,
+        columns=(*COMMON, *header(what), *customer(what), total_tax(what), *extra),
+        filterable=_SALES_FILTERABLE,
+        lines=_lines(f"{singular}_lines", f"{singular}_id", what, SALES_LINE),
+    )
+
+
+def _paid_into(what: str) -> tuple[Column, ...]:
+    return (
+        ref(
+            "deposit_to_account_id",
+            "DepositToAccountRef",
+            f"The bank or Undeposited Funds account the {what} money went to or came from",
+        ),
+        ref("payment_method_id", "PaymentMethodRef", "How it was paid; joins payment_methods.id"),
+    )
+
+
+SALES_RECEIPT = _sales_form(
+    "SalesReceipt",
+    "sales_receipts",
+    "sales receipt",
+    "Sales paid on the spot: one row per sales receipt, its total and where the money went.",
+    *_paid_into("sales receipt"),
+)
+
+CREDIT_MEMO = _sales_form(
+    "CreditMemo",
+    "credit_memos",
+    "credit memo",
+    "Credit memos: what the company credits a customer, and how much is not yet applied.",
+    Column(
+        "remaining_credit",
+        T.DECIMAL,
+        ("RemainingCredit",),
+        "The credit not yet applied to an invoice or refunded",
+    ),
+)
+
+REFUND_RECEIPT = _sales_form(
+    "RefundReceipt",
+    "refund_receipts",
+    "refund receipt",
+    "Refunds paid back to customers: what was refunded and from which account.",
+    *_paid_into("refund"),
+)
+
+ESTIMATE = _sales_form(
+    "Estimate",
+    "estimates",
+    "estimate",
+    "Estimates (quotes) given to customers; they post nothing until invoiced.",
+    Column(
+        "txn_status",
+        T.TEXT,
+        ("TxnStatus",),
+        "Pending, Accepted, Closed (invoiced) or Rejected",
+    ),
+    Column("expiration_date", T.DATE, ("ExpirationDate",), "The date the estimate expires"),
+)
+
+PAYMENT = Entity(
+    name="Payment",
+    table="payments",
+    description=(
+        "Payments received from customers; which invoices each pays is in "
+        "linked_transactions (and in payment_lines)."
+    ),
+    kind=Kind.TRANSACTION,
+    cdc=True,
+    columns=(
+        *COMMON,
+        *header("payment"),
+        *customer("payment"),
+        *_paid_into("payment"),
+        Column(
+            "unapplied_amt",
+            T.DECIMAL,
+            ("UnappliedAmt",),
+            "The part of the payment not applied to any invoice (a credit)",
+        ),
+        ref("ar_account_id", "ARAccountRef", "The receivable account it settles; accounts.id"),
+        Column("payment_ref_num", T.TEXT, ("PaymentRefNum",), "The check or reference number"),
+    ),
+    filterable=_SALES_FILTERABLE,
+    lines=replace(
+        _lines("payment_lines", "payment_id", "payment", ()),
+        description="Every line of every payment: what it applies to one transaction it pays",
+        links=True,
+    ),
+)
+
+SALES: tuple[Entity, ...] = (PAYMENT, SALES_RECEIPT, ESTIMATE, CREDIT_MEMO, REFUND_RECEIPT)

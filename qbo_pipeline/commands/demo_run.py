@@ -11,17 +11,25 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from qbo_pipeline.commands.execution import RealmRun, dagster_instance, sync_realms
+from qbo_pipeline.commands.execution import (
+    RealmRun,
+    dagster_instance,
+    report_realms,
+    sync_realms,
+)
 from qbo_pipeline.companies import Companies
 from qbo_pipeline.emulator.config import EmulatorConfig
+from qbo_pipeline.emulator.generator import ANCHOR
 from qbo_pipeline.emulator.server import EmulatorServer
 from qbo_pipeline.quickbooks.catalog import ENTITIES
 from qbo_pipeline.quickbooks.faults import QuickBooksError
+from qbo_pipeline.quickbooks.timestamps import PACIFIC
 from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.service.app import create_app
 from qbo_pipeline.service.auth import AUTHORIZE_PATH, CALLBACK_PATH
@@ -40,6 +48,23 @@ LIMIT 5
 """
 
 
+NET_INCOME_QUERY = """
+SELECT period_start, amount FROM qbo.report_lines
+WHERE realm_id = $1 AND report = 'profit_and_loss' AND section_path = 'NetIncome'
+ORDER BY period_start
+"""
+
+
+def demo_months() -> list[str]:
+    """The last three months of the generated company's data (it ends at a fixed date), as
+    month partitions: the reports the demo reads."""
+    last = ANCHOR.astimezone(PACIFIC).date().replace(day=1)
+    months = [last]
+    for _ in range(2):
+        months.insert(0, (months[0] - timedelta(days=1)).replace(day=1))
+    return [month.isoformat() for month in months]
+
+
 @dataclass
 class DemoReport:
     realm_id: str
@@ -48,6 +73,8 @@ class DemoReport:
     example: list[tuple]
     seconds: float
     warehouse: str
+    report_runs: list[RealmRun]
+    net_income: list[tuple]
 
     @property
     def rows_loaded(self) -> int:
@@ -159,11 +186,14 @@ def run_demo(
             api_base_url=emulator.api_base_url,
         )
         realm_id = connect_through_service(settings, config.realm_id)
-        [run] = sync_realms([realm_id], instance=dagster_instance(state_dir), settings=settings)
+        instance = dagster_instance(state_dir)
+        [run] = sync_realms([realm_id], instance=instance, settings=settings)
+        reports = report_realms([realm_id], demo_months(), instance=instance, settings=settings)
     with Runtime(settings).warehouse() as warehouse:
         tables = [e.table for e in ENTITIES] + [e.lines.table for e in ENTITIES if e.lines]
         counts = {table: warehouse.count(table, realm_id) for table in tables}
         example = warehouse.query(EXAMPLE_QUERY) if run.success else []
+        net_income = warehouse.query(NET_INCOME_QUERY, [realm_id])
         location = warehouse.url_for_display
     return DemoReport(
         realm_id=realm_id,
@@ -172,6 +202,8 @@ def run_demo(
         example=example,
         seconds=time.monotonic() - started,
         warehouse=location,
+        report_runs=reports,
+        net_income=net_income,
     )
 
 
@@ -184,11 +216,19 @@ def format_report(report: DemoReport) -> str:
     if report.run.error:
         lines.append(f"  error: {report.run.error}")
     lines.append(f"Warehouse {report.warehouse}:")
-    lines += [f"  qbo.{table:<15} {rows:>8,} rows" for table, rows in report.table_rows.items()]
+    lines += [f"  qbo.{table:<22} {rows:>8,} rows" for table, rows in report.table_rows.items()]
     lines.append("Top open balances (example analyst query):")
     lines += [f"    {line}" for line in EXAMPLE_QUERY.strip().splitlines()]
     for name, currency, count, balance in report.example:
         lines.append(f"  {name:<40} {currency:<4} {count:>4} invoices  {balance:>14,.2f}")
+    failed = [run for run in report.report_runs if not run.success]
+    lines.append(
+        f"qbo_reports: {len(report.report_runs) - len(failed)} of {len(report.report_runs)} "
+        "months read (ProfitAndLoss, BalanceSheet, AgedReceivables into qbo.report_lines)"
+    )
+    lines += [f"  error: {run.error}" for run in failed]
+    for month, amount in report.net_income:
+        lines.append(f"  net income {month:%Y-%m}: {amount:>14,.2f} (QuickBooks' P&L)")
     lines.append(
         f"Done in {report.seconds:.1f} s; the warehouse holds {report.rows_loaded:,} rows "
         "for this company. Run again: nothing changes."

@@ -121,7 +121,11 @@ class SqlWarehouse(ABC):
 
     def __init__(self, entities: Sequence[Entity] = ENTITIES) -> None:
         self._entities = tuple(entities)
-        tables = [*schema.tables(self._entities), *report_tables.REPORT_TABLES]
+        tables = [
+            *schema.tables(self._entities),
+            *report_tables.REPORT_TABLES,
+            derived.VIEW_DIGESTS,
+        ]
         self._tables = {table.name: table for table in tables}
         self._schema_ready = False
         self._schema_lock = threading.Lock()
@@ -185,16 +189,23 @@ class SqlWarehouse(ABC):
             self._schema_ready = True
 
     def _ensure_views(self, session: Session) -> None:
-        """(Re)create the views read out of raw JSON (derived.VIEWS), except those another
-        role owns: their owner keeps them."""
+        """Create the views read out of raw JSON (derived.VIEWS) where missing or defined
+        otherwise than the catalog now says, except those another role owns: their owner
+        keeps them."""
         owned = dict(session.run(derived.existing(self.dialect)))
+        created = dict(session.run(derived.READ_DIGESTS))
         for view in derived.VIEWS:
             create = derived.create_view(view, self._entities, self.dialect)
             if create is None or not owned.get(view.name, True):
                 continue
+            digest = derived.digest(create)
+            if view.name in owned and created.get(view.name) == digest:
+                continue
             session.run(create)
             for statement in derived.comments(view):
                 session.run(statement)
+            session.run(derived.FORGET_DIGEST, [view.name])
+            session.run(derived.KEEP_DIGEST, [view.name, digest])
 
     def _ready(self) -> None:
         if not self._schema_ready:

@@ -9,13 +9,21 @@ out of step with the tables; a deleted transaction drops out of them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from qbo_pipeline.quickbooks.catalog import ColumnType, Entity, Kind
 from qbo_pipeline.warehouse.normalise import LINE_INDEX, json_structure, typed
-from qbo_pipeline.warehouse.schema import REALM_ID, SCHEMA, TableColumn, entity_table, line_table
+from qbo_pipeline.warehouse.schema import (
+    REALM_ID,
+    SCHEMA,
+    Table,
+    TableColumn,
+    entity_table,
+    line_table,
+)
 from qbo_pipeline.warehouse.sql import Dialect, literal, quote
 
 
@@ -127,6 +135,27 @@ CUSTOM_FIELDS = JsonView(
 )
 
 VIEWS = (LINKED_TRANSACTIONS, TAX_LINES, CUSTOM_FIELDS)
+
+# Each view's definition as last created, by digest: a view is replaced only when its
+# definition changed, since CREATE OR REPLACE VIEW waits for every query reading it (an
+# analyst's long one would hold up each run's start).
+VIEW_DIGESTS = Table(
+    "_view_digests",
+    (
+        TableColumn("view_name", ColumnType.TEXT, "A view in schema qbo"),
+        TableColumn("digest", ColumnType.TEXT, "SHA-256 of the statement that last created it"),
+    ),
+    ("view_name",),
+    (),
+    "Which definition of each derived view the warehouse holds",
+)
+READ_DIGESTS = f"SELECT view_name, digest FROM {VIEW_DIGESTS.qualified}"
+FORGET_DIGEST = f"DELETE FROM {VIEW_DIGESTS.qualified} WHERE view_name = $1"
+KEEP_DIGEST = f"INSERT INTO {VIEW_DIGESTS.qualified} (view_name, digest) VALUES ($1, $2)"
+
+
+def digest(statement: str) -> str:
+    return hashlib.sha256(statement.encode()).hexdigest()
 
 
 def existing(dialect: Dialect) -> str:

@@ -43,7 +43,13 @@ def warehouse_contents(path: Path) -> list:
         return [
             warehouse.query(f"SELECT * EXCLUDE (synced_at) FROM qbo.{table} ORDER BY id")
             for table in ("customers", "invoices")
-        ] + [warehouse.query("SELECT * FROM qbo.invoice_lines ORDER BY invoice_id, line_index")]
+        ] + [
+            warehouse.query("SELECT * FROM qbo.invoice_lines ORDER BY invoice_id, line_index"),
+            warehouse.query(
+                "SELECT * FROM qbo.report_lines "
+                "ORDER BY report, period_start, row_index, column_index"
+            ),
+        ]
     finally:
         warehouse.close()
 
@@ -93,6 +99,10 @@ def test_demo_loads_exactly_the_emulator_company_and_is_idempotent(tmp_path, mon
     assert lines == summary["Invoice"]["line_count"]
     assert money(amount) == money(summary["Invoice"]["line_amount_sum"])
     assert f"{SIZE['customers']:>8,} rows" in first.stdout
+    # The last three months of QuickBooks' own reports, the generated data's last month
+    # among them.
+    assert "qbo_reports: 3 of 3 months read" in first.stdout
+    assert "net income 2026-06:" in first.stdout
 
     # Later commands on the embedded defaults read the demo's key from .qbo/token.key.
     env = clean_env()

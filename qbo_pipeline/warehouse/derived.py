@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from qbo_pipeline.quickbooks.catalog import ColumnType, Entity, Kind
+from qbo_pipeline.quickbooks.catalog import ColumnType, Entity
 from qbo_pipeline.warehouse.normalise import LINE_INDEX, json_structure, typed
 from qbo_pipeline.warehouse.schema import (
     REALM_ID,
@@ -220,7 +220,7 @@ def create_view(view: JsonView, entities: Sequence[Entity], dialect: Dialect) ->
     """CREATE OR REPLACE VIEW over the transactions among `entities`; None if none."""
     parts = []
     for entity in entities:
-        if entity.kind is not Kind.TRANSACTION or entity.lines is None:
+        if not entity.is_form:
             continue
         parent = entity_table(entity).qualified
         parts.append(_part(view, dialect, entity, parent, "id", None, "", "s"))

@@ -6,9 +6,10 @@ from __future__ import annotations
 from qbo_pipeline.quickbooks.catalog.fields import (
     DEPOSIT_LINE,
     JOURNAL_LINE,
+    TXN_FILTERABLE,
     currency,
+    form_lines,
     header,
-    line_basics,
     ref,
     ref_name,
 )
@@ -22,7 +23,7 @@ from qbo_pipeline.quickbooks.catalog.model import (
     T,
 )
 
-_FILTERABLE = COMMON_FILTERABLE | {"DocNumber", "TxnDate", "TotalAmt"}
+_FILTERABLE = TXN_FILTERABLE
 
 JOURNAL_ENTRY = Entity(
     name="JournalEntry",
@@ -39,12 +40,11 @@ JOURNAL_ENTRY = Entity(
         Column("adjustment", T.BOOLEAN, ("Adjustment",), "True for an adjusting entry"),
     ),
     filterable=_FILTERABLE,
-    lines=LineTable(
-        field="Line",
-        table="journal_entry_lines",
-        parent_key="journal_entry_id",
+    lines=form_lines(
+        "journal_entry",
+        "journal entry",
+        JOURNAL_LINE,
         description="Every debit and credit of every journal entry, in order",
-        columns=(*line_basics("journal entry"), *JOURNAL_LINE),
     ),
 )
 
@@ -67,12 +67,11 @@ DEPOSIT = Entity(
         ),
     ),
     filterable=_FILTERABLE,
-    lines=LineTable(
-        field="Line",
-        table="deposit_lines",
-        parent_key="deposit_id",
+    lines=form_lines(
+        "deposit",
+        "deposit",
+        DEPOSIT_LINE,
         description="Every line of every deposit; a deposited payment's line links to it",
-        columns=(*line_basics("deposit"), *DEPOSIT_LINE),
         links=True,
     ),
 )

@@ -9,7 +9,10 @@ line and a deposit line alike, and stays empty on a line whose detail has none.
 
 from __future__ import annotations
 
-from qbo_pipeline.quickbooks.catalog.model import DETAIL, Column, T
+from qbo_pipeline.quickbooks.catalog.model import COMMON_FILTERABLE, DETAIL, Column, LineTable, T
+
+# Properties every transaction with a number, a date and a total accepts in WHERE.
+TXN_FILTERABLE = COMMON_FILTERABLE | {"DocNumber", "TxnDate", "TotalAmt"}
 
 
 def ref(name: str, key: str, description: str, *, detail: bool = False) -> Column:
@@ -122,6 +125,26 @@ def line_basics(what: str) -> tuple[Column, ...]:
             ("Amount",),
             f"The line's amount before tax, in the {what}'s currency",
         ),
+    )
+
+
+def form_lines(
+    singular: str,
+    what: str,
+    columns: tuple[Column, ...],
+    *,
+    description: str | None = None,
+    links: bool = False,
+) -> LineTable:
+    """A form's Line list as table `<singular>_lines`, keyed by `<singular>_id`."""
+    return LineTable(
+        field="Line",
+        table=f"{singular}_lines",
+        parent_key=f"{singular}_id",
+        description=description
+        or f"Every line of every {what}, in order; detail_type says which kind",
+        columns=(*line_basics(what), *columns),
+        links=links,
     )
 
 

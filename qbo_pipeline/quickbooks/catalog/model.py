@@ -74,9 +74,9 @@ class Entity:
         return self.kind is Kind.NAME_LIST
 
     @property
-    def links(self) -> bool:
-        """Whether the entity itself may name other transactions (LinkedTxn): a form with
-        lines, such as an invoice naming its payments or an estimate the invoice it became."""
+    def is_form(self) -> bool:
+        """A transaction with lines: what may name other transactions (LinkedTxn, such as
+        an invoice naming its payments) and carry tax lines and custom fields."""
         return self.kind is Kind.TRANSACTION and self.lines is not None
 
     @property

@@ -3,39 +3,26 @@ credits. Their lines are expense lines, each posting to an account or buying an 
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from qbo_pipeline.quickbooks.catalog.fields import (
     EXPENSE_LINE,
+    TXN_FILTERABLE,
     balance,
     due_date,
+    form_lines,
     header,
-    line_basics,
     ref,
     term,
     vendor,
 )
 from qbo_pipeline.quickbooks.catalog.model import (
     COMMON,
-    COMMON_FILTERABLE,
     Column,
     Entity,
     Kind,
-    LineTable,
     T,
 )
 
-_FILTERABLE = COMMON_FILTERABLE | {"DocNumber", "TxnDate", "TotalAmt"}
-
-
-def _lines(singular: str, what: str, columns: tuple[Column, ...]) -> LineTable:
-    return LineTable(
-        field="Line",
-        table=f"{singular}_lines",
-        parent_key=f"{singular}_id",
-        description=f"Every line of every {what}, in order; detail_type says which kind",
-        columns=(*line_basics(what), *columns),
-    )
+_FILTERABLE = TXN_FILTERABLE
 
 
 def _ap_account(what: str) -> Column:
@@ -58,7 +45,7 @@ BILL = Entity(
         _ap_account("bill"),
     ),
     filterable=_FILTERABLE | {"VendorRef", "DueDate", "Balance"},
-    lines=_lines("bill", "bill", EXPENSE_LINE),
+    lines=form_lines("bill", "bill", EXPENSE_LINE),
 )
 
 BILL_PAYMENT = Entity(
@@ -90,8 +77,10 @@ BILL_PAYMENT = Entity(
         _ap_account("bill payment"),
     ),
     filterable=_FILTERABLE | {"VendorRef"},
-    lines=replace(
-        _lines("bill_payment", "bill payment", ()),
+    lines=form_lines(
+        "bill_payment",
+        "bill payment",
+        (),
         description="Every line of every bill payment: what it pays of one bill it names",
         links=True,
     ),
@@ -117,7 +106,7 @@ PURCHASE = Entity(
         ref("payment_method_id", "PaymentMethodRef", "How it was paid; payment_methods.id"),
     ),
     filterable=_FILTERABLE | {"PaymentType"},
-    lines=_lines("purchase", "expense", EXPENSE_LINE),
+    lines=form_lines("purchase", "expense", EXPENSE_LINE),
 )
 
 PURCHASE_ORDER = Entity(
@@ -135,7 +124,7 @@ PURCHASE_ORDER = Entity(
         _ap_account("purchase order"),
     ),
     filterable=_FILTERABLE | {"VendorRef"},
-    lines=_lines("purchase_order", "purchase order", EXPENSE_LINE),
+    lines=form_lines("purchase_order", "purchase order", EXPENSE_LINE),
 )
 
 VENDOR_CREDIT = Entity(
@@ -152,7 +141,7 @@ VENDOR_CREDIT = Entity(
         _ap_account("vendor credit"),
     ),
     filterable=_FILTERABLE | {"VendorRef"},
-    lines=_lines("vendor_credit", "vendor credit", EXPENSE_LINE),
+    lines=form_lines("vendor_credit", "vendor credit", EXPENSE_LINE),
 )
 
 PURCHASES: tuple[Entity, ...] = (BILL, BILL_PAYMENT, PURCHASE, PURCHASE_ORDER, VENDOR_CREDIT)

@@ -3,11 +3,11 @@ receipts, estimates, credit memos, refunds and the payments that settle invoices
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from qbo_pipeline.quickbooks.catalog.fields import (
     SALES_LINE,
+    TXN_FILTERABLE,
     customer,
+    form_lines,
     header,
     line_basics,
     ref,
@@ -254,17 +254,7 @@ INVOICE = Entity(
 )
 
 
-def _lines(table: str, parent_key: str, what: str, columns: tuple[Column, ...]) -> LineTable:
-    return LineTable(
-        field="Line",
-        table=table,
-        parent_key=parent_key,
-        description=f"Every line of every {what}, in order; detail_type says which kind",
-        columns=(*line_basics(what), *columns),
-    )
-
-
-_SALES_FILTERABLE = COMMON_FILTERABLE | {"DocNumber", "TxnDate", "CustomerRef", "TotalAmt"}
+_SALES_FILTERABLE = TXN_FILTERABLE | {"CustomerRef"}
 
 
 def _sales_form(name: str, table: str, what: str, description: str, *extra: Column) -> Entity:
@@ -278,7 +268,7 @@ def _sales_form(name: str, table: str, what: str, description: str, *extra: Colu
         cdc=True,
         columns=(*COMMON, *header(what), *customer(what), total_tax(what), *extra),
         filterable=_SALES_FILTERABLE,
-        lines=_lines(f"{singular}_lines", f"{singular}_id", what, SALES_LINE),
+        lines=form_lines(singular, what, SALES_LINE),
     )
 
 
@@ -360,8 +350,10 @@ PAYMENT = Entity(
         Column("payment_ref_num", T.TEXT, ("PaymentRefNum",), "The check or reference number"),
     ),
     filterable=_SALES_FILTERABLE,
-    lines=replace(
-        _lines("payment_lines", "payment_id", "payment", ()),
+    lines=form_lines(
+        "payment",
+        "payment",
+        (),
         description="Every line of every payment: what it applies to one transaction it pays",
         links=True,
     ),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -29,6 +28,7 @@ from qbo_pipeline.emulator.generator import ANCHOR
 from qbo_pipeline.emulator.server import EmulatorServer
 from qbo_pipeline.quickbooks.catalog import ENTITIES
 from qbo_pipeline.quickbooks.faults import QuickBooksError
+from qbo_pipeline.quickbooks.reports import months_ending
 from qbo_pipeline.quickbooks.timestamps import PACIFIC
 from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.service.app import create_app
@@ -53,16 +53,6 @@ SELECT period_start, amount FROM qbo.report_lines
 WHERE realm_id = $1 AND report = 'profit_and_loss' AND section_path = 'NetIncome'
 ORDER BY period_start
 """
-
-
-def demo_months() -> list[str]:
-    """The last three months of the generated company's data (it ends at a fixed date), as
-    month partitions: the reports the demo reads."""
-    last = ANCHOR.astimezone(PACIFIC).date().replace(day=1)
-    months = [last]
-    for _ in range(2):
-        months.insert(0, (months[0] - timedelta(days=1)).replace(day=1))
-    return [month.isoformat() for month in months]
 
 
 @dataclass
@@ -188,7 +178,9 @@ def run_demo(
         realm_id = connect_through_service(settings, config.realm_id)
         instance = dagster_instance(state_dir)
         [run] = sync_realms([realm_id], instance=instance, settings=settings)
-        reports = report_realms([realm_id], demo_months(), instance=instance, settings=settings)
+        # The last three months of the generated data, which ends at a fixed date.
+        months = months_ending(ANCHOR.astimezone(PACIFIC).date(), 3)
+        reports = report_realms([realm_id], months, instance=instance, settings=settings)
     with Runtime(settings).warehouse() as warehouse:
         tables = [e.table for e in ENTITIES] + [e.lines.table for e in ENTITIES if e.lines]
         counts = {table: warehouse.count(table, realm_id) for table in tables}

@@ -72,11 +72,7 @@ def sync_realms(
             asset_selection=set(ALL_TABLES),
             asset_check_selection=set(HOURLY_CHECKS),
         )
-    realms = list(realm_ids)
-    known = set(instance.get_dynamic_partitions(realm_partitions.name))
-    missing = [realm for realm in realms if realm not in known]
-    if missing:
-        instance.add_dynamic_partitions(realm_partitions.name, missing)
+    realms = _with_partitions(instance, realm_ids)
     run_config = {
         "ops": {SYNC_OP: {"config": {"full_refresh": full_refresh}}},
         # Progress lines from the assets, without Dagster's step-by-step debug events.
@@ -114,11 +110,7 @@ def report_realms(
     from qbo_pipeline.defs.resources import pipeline_resources
 
     job = defs.resolve_job_def("qbo_reports")
-    realms, months = list(realm_ids), list(months)
-    known = set(instance.get_dynamic_partitions(realm_partitions.name))
-    missing = [realm for realm in realms if realm not in known]
-    if missing:
-        instance.add_dynamic_partitions(realm_partitions.name, missing)
+    realms, months = _with_partitions(instance, realm_ids), list(months)
     runs = []
     for realm in realms:
         for month in months:
@@ -131,6 +123,16 @@ def report_realms(
             error = None if result.success else _first_failure(result)
             runs.append(RealmRun(realm, result.run_id, result.success, error))
     return runs
+
+
+def _with_partitions(instance: dg.DagsterInstance, realm_ids: Iterable[str]) -> list[str]:
+    """The realms, each now a realm partition of the instance (as the sensor would add)."""
+    realms = list(realm_ids)
+    known = set(instance.get_dynamic_partitions(realm_partitions.name))
+    missing = [realm for realm in realms if realm not in known]
+    if missing:
+        instance.add_dynamic_partitions(realm_partitions.name, missing)
+    return realms
 
 
 def _first_failure(result: dg.ExecuteInProcessResult) -> str:

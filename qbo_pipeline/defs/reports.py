@@ -16,7 +16,14 @@ from qbo_pipeline.defs.assets import KEY_PREFIX, RETRY_POLICY, as_dagster_failur
 from qbo_pipeline.defs.partitions import realm_partitions
 from qbo_pipeline.defs.resources import QuickBooksResource, WarehouseResource, warehouse_resource
 from qbo_pipeline.defs.schedules import TIMEZONE, cron_from_env, realms_or_skip, tick_label
-from qbo_pipeline.quickbooks.reports import REPORTS, Report, ReportLine, flatten, month_of
+from qbo_pipeline.quickbooks.reports import (
+    REPORTS,
+    Report,
+    ReportLine,
+    flatten,
+    month_of,
+    months_ending,
+)
 from qbo_pipeline.warehouse.report_tables import REPORT_LINES_TABLE
 
 GROUP = "quickbooks_reports"
@@ -28,7 +35,8 @@ month_partitions = dg.MonthlyPartitionsDefinition(start_date=FIRST_MONTH, end_of
 report_partitions = dg.MultiPartitionsDefinition(
     {"month": month_partitions, "realm": realm_partitions}
 )
-# The figure each report's materialisation shows: (section path, row type, label).
+# The figure each report's materialisation shows: (its metadata name, the section whose
+# last total it is).
 HEADLINES = {
     "ProfitAndLoss": ("net_income", "NetIncome"),
     "BalanceSheet": ("total_assets", "TotalAssets"),
@@ -38,11 +46,11 @@ HEADLINES = {
 
 def _headline(report: Report, lines: list[ReportLine]) -> dict[str, float]:
     name, section = HEADLINES[report.name]
-    totals = [line for line in lines if line.section_path == section and line.amount is not None]
+    totals = [line for line in lines if line.section_path == section]
     if not totals:
         return {}
     last = max(totals, key=lambda line: (line.row_index, line.column_index))
-    return {name: float(last.amount)}  # type: ignore[arg-type]
+    return {name: float(last.amount)}
 
 
 def build_report_asset(report: Report, *, warehouse_kind: str) -> dg.AssetsDefinition:
@@ -102,13 +110,6 @@ qbo_reports = dg.define_asset_job(
 )
 
 
-def months_to_refresh(today: date) -> list[str]:
-    """The month partitions a daily refresh reads: this month and the one before."""
-    this_month, _ = month_of(today)
-    last_month, _ = month_of(date.fromordinal(this_month.toordinal() - 1))
-    return [last_month.isoformat(), this_month.isoformat()]
-
-
 def build_reports_schedule(cron: str) -> dg.ScheduleDefinition:
     @dg.schedule(
         name="qbo_reports_schedule",
@@ -135,7 +136,8 @@ def build_reports_schedule(cron: str) -> dg.ScheduleDefinition:
                 run_key=f"reports-{realm}-{month}-{tick}",
             )
             for realm in realms.due
-            for month in months_to_refresh(scheduled.astimezone(UTC).date())
+            # This month and the one before, which changes while the books are closed.
+            for month in months_ending(scheduled.astimezone(UTC).date(), 2)
         ]
 
     return _schedule

@@ -3,13 +3,12 @@ a report's nested rows flattened into one row per line and column.
 
 A report answers for a period: ProfitAndLoss sums it, BalanceSheet and AgedReceivables
 state the books at its end. Intuit cuts a request off at 120 seconds, so a long range is
-read one month at a time (`months`): each month is small enough to answer in time, and
-each is stored on its own, so a month that changes is read again alone.
+read one month at a time (`month_of`): each month is small enough to answer in time,
+and each is stored on its own, so a month that changes is read again alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
@@ -20,7 +19,6 @@ from typing import Any
 class Report:
     name: str  # QBO's, as in /reports/{name}
     table_name: str  # the asset's name and the `report` value of its rows
-    as_of: bool  # states the books at the period's end rather than summing the period
     description: str
 
     def params(self, start: date, end: date) -> dict[str, str]:
@@ -38,19 +36,16 @@ class Report:
 PROFIT_AND_LOSS = Report(
     "ProfitAndLoss",
     "profit_and_loss",
-    False,
     "QuickBooks' Profit and Loss for each month: income, costs and expenses by account",
 )
 BALANCE_SHEET = Report(
     "BalanceSheet",
     "balance_sheet",
-    True,
     "QuickBooks' Balance Sheet at each month's end: assets, liabilities and equity",
 )
 AGED_RECEIVABLES = Report(
     "AgedReceivables",
     "aged_receivables",
-    True,
     "QuickBooks' A/R Aging Summary at each month's end: what each customer owes, by age",
 )
 REPORTS = (PROFIT_AND_LOSS, BALANCE_SHEET, AGED_RECEIVABLES)
@@ -67,8 +62,7 @@ class ReportLine:
     account_id: str | None  # the id QBO gives the row's first cell: an account, a customer
     label: str
     column_title: str
-    value: str
-    amount: Decimal | None
+    amount: Decimal
 
 
 def month_of(day: date) -> tuple[date, date]:
@@ -77,13 +71,13 @@ def month_of(day: date) -> tuple[date, date]:
     return first, following - timedelta(days=1)
 
 
-def months(start: date, end: date) -> Iterator[tuple[date, date]]:
-    """The calendar months covering [start, end], each as (first day, last day)."""
-    current = start.replace(day=1)
-    while current <= end:
-        first, last = month_of(current)
-        yield first, last
-        current = last + timedelta(days=1)
+def months_ending(day: date, count: int) -> list[str]:
+    """The first days of the `count` months up to `day`'s, oldest first, in ISO form:
+    the month partitions that end with it."""
+    firsts = [day.replace(day=1)]
+    while len(firsts) < count:
+        firsts.insert(0, (firsts[0] - timedelta(days=1)).replace(day=1))
+    return [first.isoformat() for first in firsts]
 
 
 def _amount(text: str) -> Decimal | None:
@@ -124,21 +118,19 @@ def flatten(document: dict[str, Any]) -> list[ReportLine]:
                     account_id=str(first["id"]) if first.get("id") is not None else None,
                     label=str(first.get("value", "")),
                     column_title=title,
-                    value=value,
                     amount=amount,
                 )
             )
 
     def walk(rows: list[dict[str, Any]], path: list[str]) -> None:
         for row in rows:
-            group = row.get("group") or ""
+            group = row.get("group")
+            inner = [*path, group] if group else path
             if row.get("type") == "Section" or "Rows" in row or "Summary" in row:
-                inner = [*path, group] if group else path
                 add((row.get("Header") or {}).get("ColData") or [], inner, "Header")
                 walk((row.get("Rows") or {}).get("Row") or [], inner)
                 add((row.get("Summary") or {}).get("ColData") or [], inner, "Summary")
             else:
-                inner = [*path, group] if group else path
                 add(row.get("ColData") or [], inner, "Data")
 
     walk((document.get("Rows") or {}).get("Row") or [], [])

@@ -220,3 +220,22 @@ def test_a_realm_is_overdue_two_ticks_after_its_last_update_and_a_grace():
     friday = datetime(2026, 11, 27, 17, 5, tzinfo=UTC)
     weekdays = "0 9-17 * * 1-5"
     assert overdue_at(weekdays, friday) == datetime(2026, 11, 30, 10, 15, tzinfo=UTC)
+
+
+def test_the_reports_schedule_reads_this_month_and_the_last_of_each_realm(connect):
+    schedule = defs.resolve_schedule_def("qbo_reports_schedule")
+    assert (schedule.cron_schedule, schedule.job_name) == ("15 6 * * *", "qbo_reports")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    company = connect(customers=5, invoices=5)
+    realm = company.realm_id
+    new_year = datetime(2026, 1, 5, 6, 15, tzinfo=UTC)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(realm_partitions.name, [realm])
+        requests = schedule_tick("qbo_reports_schedule", instance, new_year)
+    assert [(r.partition_key, r.run_key) for r in requests] == [
+        (
+            dg.MultiPartitionKey({"realm": realm, "month": month}),
+            f"reports-{realm}-{month}-2026-01-05T06:15Z",
+        )
+        for month in ("2025-12-01", "2026-01-01")
+    ]

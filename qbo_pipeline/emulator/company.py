@@ -525,11 +525,7 @@ class Company:
         body["Id"] = existing["Id"]
         body["domain"] = "QBO"
         body["sparse"] = False
-        body["SyncToken"] = str(int(existing["SyncToken"]) + 1)
-        body["MetaData"] = {
-            **existing.get("MetaData", {}),
-            "LastUpdatedTime": format_qbo(now),
-        }
+        _next_version(existing, body, now)
         if entity is CUSTOMER:
             self._prepare_customer(body, existing)
         elif entity is INVOICE:
@@ -635,8 +631,7 @@ class Company:
         if amount > 0:
             links.append({"TxnId": payment_id, "TxnType": "Payment"})
         body["LinkedTxn"] = links
-        body["SyncToken"] = str(int(existing["SyncToken"]) + 1)
-        body["MetaData"] = {**existing.get("MetaData", {}), "LastUpdatedTime": format_qbo(now)}
+        _next_version(existing, body, now)
         self._store(INVOICE, body, UPDATED)
         self._move_invoice_balance(existing, body, now)
 
@@ -722,8 +717,7 @@ class Company:
         body = copy.deepcopy(existing)
         _zero_amounts(body)
         body["PrivateNote"] = "Voided"
-        body["SyncToken"] = str(int(existing["SyncToken"]) + 1)
-        body["MetaData"] = {**existing.get("MetaData", {}), "LastUpdatedTime": format_qbo(now)}
+        _next_version(existing, body, now)
         self._store(INVOICE, body, VOIDED)
         delta = -to_decimal(existing.get("Balance"))
         self._adjust_customer_balance(existing["CustomerRef"]["value"], delta, now)
@@ -890,6 +884,12 @@ def _linked_invoices(payment: dict[str, Any]) -> list[tuple[str, Decimal]]:
         for link in line.get("LinkedTxn") or []
         if link.get("TxnType") == "Invoice"
     ]
+
+
+def _next_version(existing: dict[str, Any], body: dict[str, Any], now: datetime) -> None:
+    """Make `body` the version after `existing`: one SyncToken more, last updated `now`."""
+    body["SyncToken"] = str(int(existing["SyncToken"]) + 1)
+    body["MetaData"] = {**existing.get("MetaData", {}), "LastUpdatedTime": format_qbo(now)}
 
 
 def _version(body: dict[str, Any]) -> dict[str, Any]:

@@ -183,16 +183,16 @@ def profit_and_loss(company: Any, start: date, end: date, now: str) -> dict[str,
     }
 
 
-def net_income(company: Any, start: date, end: date) -> Decimal:
-    """The P&L's bottom line over a period (credits to income less debits to expenses)."""
-    ledger = books(company)
-    balances = _balances(ledger.postings, start.toordinal(), end.toordinal())
-    kinds = {kind for _, _, types, _ in PNL_SECTIONS for kind in types}
+_PNL_TYPES = frozenset(kind for _, _, types, _ in PNL_SECTIONS for kind in types)
+
+
+def _net_income(balances: dict[str, Decimal], accounts: dict[str, dict[str, Any]]) -> Decimal:
+    """The P&L's bottom line of some balances (credits to income less debits to expenses)."""
     return -sum(
         (
             amount
-            for a, amount in balances.items()
-            if ledger.accounts[a].get("AccountType") in kinds
+            for account, amount in balances.items()
+            if accounts.get(account, {}).get("AccountType") in _PNL_TYPES
         ),
         ZERO,
     )
@@ -200,16 +200,24 @@ def net_income(company: Any, start: date, end: date) -> Decimal:
 
 def balance_sheet(company: Any, start: date, end: date, now: str) -> dict[str, Any]:
     ledger = books(company)
-    balances = _balances(ledger.postings, 0, end.toordinal())
-    year_start = _fiscal_year_start(company, end)
-    this_year = net_income(company, year_start, end)
-    before = net_income(company, date.min, date.fromordinal(year_start.toordinal() - 1))
+    year_start = _fiscal_year_start(company, end).toordinal()
+    # One pass for the years before this fiscal year, one for this year: their net
+    # incomes are Retained Earnings and Net Income, their sum every account's balance.
+    earlier = _balances(ledger.postings, 0, year_start - 1)
+    this_year = _balances(ledger.postings, year_start, end.toordinal())
+    balances = {
+        account: total
+        for account in earlier.keys() | this_year.keys()
+        if (total := earlier.get(account, ZERO) + this_year.get(account, ZERO))
+    }
+    before = _net_income(earlier, ledger.accounts)
+    net = _net_income(this_year, ledger.accounts)
     assets, total_assets = _by_classification(ledger, balances, "Asset", 1)
     liabilities, total_liabilities = _by_classification(ledger, balances, "Liability", -1)
     equity, total_equity = _by_classification(ledger, balances, "Equity", -1)
     equity = _with_retained_earnings(equity, before, ledger)
-    equity.append(_data("Net Income", this_year))
-    total_equity += before + this_year
+    equity.append(_data("Net Income", net))
+    total_equity += before + net
     liabilities_section = _section(
         "Liabilities", "Liabilities", liabilities, "Total Liabilities", total_liabilities
     )

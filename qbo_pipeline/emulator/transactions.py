@@ -44,6 +44,7 @@ from qbo_pipeline.emulator.generator import (
     sales_lines,
     tax_detail,
 )
+from qbo_pipeline.emulator.ledger import AP, AR
 from qbo_pipeline.emulator.lists import (
     ACCOUNTS,
     INVENTORY,
@@ -56,7 +57,7 @@ from qbo_pipeline.quickbooks.timestamps import PACIFIC, format_qbo, parse_instan
 PAYMENT_IDS = 5_000_000  # a settled invoice i links Payment PAYMENT_IDS + i
 
 # Account Ids (lists.ACCOUNTS names them).
-CHECKING, SAVINGS, CARD, AR, AP = "35", "36", "41", "84", "33"
+CHECKING, SAVINGS, CARD = "35", "36", "41"  # receivable and payable: ledger.AR, AP
 OPENING_EQUITY, DEPRECIATION, ACCUMULATED = "2", "64", "39"
 EXPENSE_ACCOUNTS = ("7", "15", "58", "24")
 BUDGETED = ("1", "45", *EXPENSE_ACCOUNTS)

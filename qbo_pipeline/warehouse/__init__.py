@@ -5,13 +5,19 @@ Imports no Dagster and no HTTP; the sync engine hands it raw entities and a curs
 
 from qbo_pipeline.urls import mask_url
 from qbo_pipeline.warehouse.base import UpsertResult, Warehouse
-from qbo_pipeline.warehouse.errors import UnfitValue, WarehouseBusy, WarehouseError
+from qbo_pipeline.warehouse.errors import (
+    UnfitColumn,
+    UnfitValue,
+    WarehouseBusy,
+    WarehouseError,
+)
 from qbo_pipeline.warehouse.normalise import encode_batch
 from qbo_pipeline.warehouse.records import Records
 from qbo_pipeline.warehouse.url import connect_warehouse
 
 __all__ = [
     "Records",
+    "UnfitColumn",
     "UnfitValue",
     "UpsertResult",
     "Warehouse",

@@ -20,9 +20,15 @@ from typing import Protocol, runtime_checkable
 
 from qbo_pipeline.quickbooks.catalog import ENTITIES, Entity
 from qbo_pipeline.quickbooks.reports import ReportLine
-from qbo_pipeline.warehouse import derived, report_tables, schema
-from qbo_pipeline.warehouse.errors import UnfitValue
-from qbo_pipeline.warehouse.normalise import SEQ, STAGE, describe_bad_value
+from qbo_pipeline.warehouse import derived, evolution, report_tables, schema
+from qbo_pipeline.warehouse.errors import UnfitColumn, UnfitValue
+from qbo_pipeline.warehouse.normalise import (
+    SEQ,
+    STAGE,
+    describe_bad_value,
+    describe_value,
+    first_unfit,
+)
 from qbo_pipeline.warehouse.records import Records, record_typer
 from qbo_pipeline.warehouse.schema import DELETIONS, SEEN, Table
 from qbo_pipeline.warehouse.sql import Dialect
@@ -127,6 +133,7 @@ class SqlWarehouse(ABC):
             derived.VIEW_DIGESTS,
         ]
         self._tables = {table.name: table for table in tables}
+        self._sources = evolution.sources(self._entities)
         self._schema_ready = False
         self._schema_lock = threading.Lock()
 
@@ -161,32 +168,73 @@ class SqlWarehouse(ABC):
     # --- schema ------------------------------------------------------------------------
 
     def ensure_schema(self) -> None:
-        """Create what is missing, add columns the catalog gained and bring the comments in
-        line with its descriptions; never drops anything."""
-        with self._schema_lock, self._session() as session:
-            session.lock_schema()
-            session.run(schema.CREATE_SCHEMA)
-            existing: dict[str, dict[str | None, str | None]] = {}
-            others: set[str] = set()  # tables another role owns: their comments stay
-            for table_name, column_name, comment, ours in session.run(
-                schema.EXISTING_COLUMNS[self.dialect]
-            ):
-                existing.setdefault(table_name, {})[column_name] = comment
-                if not ours:
-                    others.add(table_name)
-            for table in self._tables.values():
-                have = existing.get(table.name)
-                if have is None:
-                    session.run(schema.create_table(table, self.dialect))
-                else:
-                    for column in table.columns:
-                        if column.name not in have:
-                            session.run(schema.add_column(table, column, self.dialect))
-                if table.name not in others:
-                    for statement in schema.comments_to_set(table, have or {}):
-                        session.run(statement)
-            self._ensure_views(session)
+        """Create what is missing, migrate a table whose catalog columns changed (added or
+        retyped, then filled from raw: evolution.py) and bring the comments in line with
+        the catalog's descriptions; never drops anything.
+
+        One transaction: a migration the stored data refuses leaves every table as it was,
+        and the next run tries again.
+        """
+        with self._schema_lock:
+            try:
+                with self._session() as session:
+                    self._ensure_tables(session)
+                    self._ensure_views(session)
+            except _MigrationFailed as failed:
+                raise self._unfit_column(failed.change, failed.error) from failed.error
             self._schema_ready = True
+
+    def _ensure_tables(self, session: Session) -> None:
+        """Each table created, or brought to the catalog, as the database now holds it."""
+        session.lock_schema()
+        session.run(schema.CREATE_SCHEMA)
+        comments: dict[str, dict[str | None, str | None]] = {}
+        types: dict[str, dict[str, str]] = {}
+        others: set[str] = set()  # tables another role owns: their comments stay
+        for table_name, column_name, comment, ours, stored_type in session.run(
+            schema.EXISTING_COLUMNS[self.dialect]
+        ):
+            comments.setdefault(table_name, {})[column_name] = comment
+            if column_name is not None:
+                types.setdefault(table_name, {})[column_name] = stored_type
+            if not ours:
+                others.add(table_name)
+        for table in self._tables.values():
+            if table.name not in comments:
+                session.run(schema.create_table(table, self.dialect))
+            else:
+                self._migrate(session, table, types.get(table.name, {}))
+            if table.name not in others:
+                for statement in schema.comments_to_set(table, comments.get(table.name, {})):
+                    session.run(statement)
+
+    def _migrate(self, session: Session, table: Table, stored: dict[str, str]) -> None:
+        """Bring an existing table to the catalog's columns (evolution.plan); a value its
+        new type cannot hold is named once the transaction has been rolled back."""
+        change = evolution.plan(table, self._sources.get(table.name), stored, self.dialect)
+        try:
+            for statement in change.statements:
+                session.run(statement)
+        except self._data_errors as error:
+            raise _MigrationFailed(change, error) from error
+
+    def _unfit_column(self, change: evolution.Change, error: Exception) -> UnfitColumn:
+        """The one-line error for a migration the stored data refused: its first value
+        that does not cast, found as the load finds a batch's (_naming_bad_values)."""
+        source = change.source
+        assert source is not None
+        with self._session() as session:
+            for column in change.filled:
+                rows = session.run(evolution.stored_texts(source, column, self.dialect))
+                index = first_unfit(column, [row[-1] for row in rows])
+                if index is not None:
+                    where = source.place(rows[index][:-1])
+                    found = describe_value(source.entity, where, column, rows[index][-1])
+                    return UnfitColumn(evolution.refusal(change, column.name, found))
+        # The database refused a value this diagnosis casts: its own words, first line.
+        names = ", ".join(column.name for column in change.filled)
+        reason = f"{source.entity.name}: {str(error).strip().splitlines()[0]}"
+        return UnfitColumn(evolution.refusal(change, names, reason))
 
     def _ensure_views(self, session: Session) -> None:
         """Create the views read out of raw JSON (derived.VIEWS) where missing or defined
@@ -433,6 +481,16 @@ class SqlWarehouse(ABC):
             known = ", ".join(sorted(self._tables))
             raise ValueError(f"no warehouse table {name!r}; the tables are {known}")
         return table
+
+
+class _MigrationFailed(Exception):
+    """Carries a migration the database refused out of its transaction, which has to be
+    rolled back before anything can be read to name the value."""
+
+    def __init__(self, change: evolution.Change, error: Exception) -> None:
+        super().__init__(str(error))
+        self.change = change
+        self.error = error
 
 
 def _check_aware(instant: datetime | None, entity_name: str) -> None:

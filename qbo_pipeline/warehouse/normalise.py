@@ -4,7 +4,8 @@ Python only checks that each record is an object with an Id and encodes it as JS
 (orjson: ~4 µs for an invoice where json.dumps takes ~26 µs). The database parses that
 text once per record and casts every catalog column in bulk, which costs a fraction of a
 Python loop over dictionaries. When a cast fails, `describe_bad_value` runs the same
-expressions with TRY_CAST in an in-memory DuckDB to name the entity, the field and the value.
+expressions with TRY_CAST in an in-memory DuckDB to name the entity, the field and the value
+(and `first_unfit` does the same for values already stored, when a migration fails).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 import duckdb
 import orjson
+import pyarrow as pa
 
 from qbo_pipeline.quickbooks.catalog import DETAIL, Column, ColumnType, Entity
 from qbo_pipeline.warehouse.errors import UnfitValue
@@ -178,11 +180,16 @@ def line_projection(entity: Entity, dialect: Dialect) -> Projection:
     if dialect is Dialect.DUCKDB:
         plain = json_structure(c.path for c in line_columns if tails[c.name] is None)
         detail = json_structure(tail for tail in tails.values() if tail)
-        parse = f"from_json(line, {literal(json.dumps(plain))}) AS l"
-        if detail:  # lines without a detail object (a payment's) have no DETAIL columns
-            parse += (
-                f", from_json(line -> (line ->> 'DetailType'), {literal(json.dumps(detail))}) AS d"
+        # from_json refuses an empty structure: lines without a detail object (a
+        # payment's) have no DETAIL columns, and a migration may fill only those.
+        parsed = []
+        if plain:
+            parsed.append(f"from_json(line, {literal(json.dumps(plain))}) AS l")
+        if detail:
+            parsed.append(
+                f"from_json(line -> (line ->> 'DetailType'), {literal(json.dumps(detail))}) AS d"
             )
+        parse = ", ".join(parsed)
         for column in line_columns:
             tail = tails[column.name]
             texts.append(
@@ -309,7 +316,7 @@ def describe_bad_value(entity: Entity, texts: Sequence[str]) -> str | None:
         for entity_id, failures in found:
             if failures:
                 column = entity.columns[failures[0]["pos"]]
-                return _message(entity, f"{entity_id!r}", column, failures[0]["value"])
+                return describe_value(entity, f"{entity_id!r}", column, failures[0]["value"])
         if entity.lines is not None:
             return _describe_bad_line(connection, entity)
         return None
@@ -336,11 +343,34 @@ def _describe_bad_line(connection: duckdb.DuckDBPyConnection, entity: Entity) ->
             return f"{entity.name} {where} is a {line_type}, not a JSON object"
         if failures:
             column = entity.lines.columns[failures[0]["pos"]]
-            return _message(entity, where, column, failures[0]["value"])
+            return describe_value(entity, where, column, failures[0]["value"])
     return None
 
 
-def _message(entity: Entity, where: str, column: Column, value: str) -> str:
+def first_unfit(column: Column, values: Sequence[str]) -> int | None:
+    """The index of the first of `values` (a column's texts as the load reads them out of
+    raw JSON; none NULL) that the column's type cannot hold, by the load's own typing with
+    TRY_CAST, in an in-memory DuckDB as describe_bad_value does: PostgreSQL has no
+    TRY_CAST, and one diagnosis serves both backends."""
+    connection = duckdb.connect()
+    try:
+        connection.execute("SET TimeZone = 'UTC'")
+        numbered = pa.array(range(len(values)), pa.int64())
+        staged = pa.table({SEQ: numbered, "v": pa.array(values, pa.string())})
+        connection.register(STAGE, staged)
+        found = connection.execute(
+            f"SELECT {SEQ} FROM {STAGE} "
+            f"WHERE {typed('v', column.type, Dialect.DUCKDB, _try_cast)} IS NULL "
+            f"ORDER BY {SEQ} LIMIT 1"
+        ).fetchone()
+        return None if found is None else int(found[0])
+    finally:
+        connection.close()
+
+
+def describe_value(entity: Entity, where: str, column: Column, value: str) -> str:
+    """One line naming the entity, the record (`where`), the field, the column and the
+    value its type cannot hold."""
     return (
         f"{entity.name} {where}: field {_field_name(column)} ({column.name}) = {_short(value)} "
         f"is not a valid {column.type.value}"

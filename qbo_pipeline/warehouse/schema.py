@@ -154,24 +154,25 @@ def tables(entities: Sequence[Entity]) -> list[Table]:
 
 CREATE_SCHEMA = f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"
 
-# (table, column, comment, ours) of every column in schema qbo; a table's own comment
-# comes as the row whose column is NULL. Each dialect keeps comments in its own catalog;
-# `ours`: this role may comment on the table (PostgreSQL asks for its owner).
+# (table, column, comment, ours, type) of every column in schema qbo; a table's own
+# comment comes as the row whose column is NULL. Each dialect keeps comments in its own
+# catalog; `ours`: this role may comment on the table (PostgreSQL asks for its owner);
+# `type` as sql.STORED_TYPES spells it, but in the database's own case.
 EXISTING_COLUMNS = {
     Dialect.DUCKDB: (
-        "SELECT table_name, column_name, comment, true FROM duckdb_columns() "
+        "SELECT table_name, column_name, comment, true, data_type FROM duckdb_columns() "
         f"WHERE schema_name = '{SCHEMA}' AND database_name = current_database() "
-        "UNION ALL SELECT table_name, NULL, comment, true FROM duckdb_tables() "
+        "UNION ALL SELECT table_name, NULL, comment, true, NULL FROM duckdb_tables() "
         f"WHERE schema_name = '{SCHEMA}' AND database_name = current_database()"
     ),
     Dialect.POSTGRES: (
         "SELECT c.relname, a.attname, col_description(c.oid, a.attnum), "
-        "pg_has_role(c.relowner, 'USAGE') "
+        "pg_has_role(c.relowner, 'USAGE'), format_type(a.atttypid, a.atttypmod) "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
         f"WHERE n.nspname = '{SCHEMA}' AND c.relkind = 'r' "
         "UNION ALL SELECT c.relname, NULL, obj_description(c.oid, 'pg_class'), "
-        "pg_has_role(c.relowner, 'USAGE') "
+        "pg_has_role(c.relowner, 'USAGE'), NULL "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         f"WHERE n.nspname = '{SCHEMA}' AND c.relkind = 'r'"
     ),
@@ -224,8 +225,9 @@ def supersedes(new: str, old: str, table: Table) -> str:
     """The condition under which row `new` replaces the stored row `old`.
 
     A higher sync_token always wins. An equal one rewrites only if some value differs (so
-    a catalog that grew a column fills it on the next sync, and a replay writes nothing
-    and leaves synced_at alone); a lower one never does.
+    a row the catalog now reads otherwise, such as a column whose path changed, which
+    ensure_schema does not refill, is corrected when it is read again, and a replay writes
+    nothing and leaves synced_at alone); a lower one never does.
     """
     updatable = [c.name for c in table.loaded if c.name not in table.key]
     changed = "\n    OR ".join(

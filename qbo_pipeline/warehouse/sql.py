@@ -39,6 +39,30 @@ SQL_TYPES: dict[Dialect, dict[str, str]] = {
     },
 }
 
+# The same types as each database's catalog names them (duckdb_columns().data_type,
+# PostgreSQL's format_type), lower-cased: how ensure_schema tells a column whose type the
+# entity catalog changed from one it created (evolution.plan).
+STORED_TYPES: dict[Dialect, dict[str, str]] = {
+    Dialect.DUCKDB: {
+        ColumnType.TEXT: "varchar",
+        ColumnType.BOOLEAN: "boolean",
+        ColumnType.INTEGER: "bigint",
+        ColumnType.DECIMAL: "decimal(24,8)",
+        ColumnType.DATE: "date",
+        ColumnType.TIMESTAMP: "timestamp with time zone",
+        JSON: "json",
+    },
+    Dialect.POSTGRES: {
+        ColumnType.TEXT: "text",
+        ColumnType.BOOLEAN: "boolean",
+        ColumnType.INTEGER: "bigint",
+        ColumnType.DECIMAL: "numeric(24,8)",
+        ColumnType.DATE: "date",
+        ColumnType.TIMESTAMP: "timestamp with time zone",
+        JSON: "jsonb",
+    },
+}
+
 
 def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'

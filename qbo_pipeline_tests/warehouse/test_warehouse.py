@@ -314,11 +314,8 @@ def test_schema_grows_with_the_catalog(
     try:
         second.ensure_schema()
         second.ensure_schema()  # idempotent
-        assert second.query(
-            "SELECT count(*) FROM qbo.customers WHERE print_on_check_name IS NULL"
-        ) == [(5,)]
-        # Same SyncTokens, but a value that was not stored before: the rows are refilled.
-        assert second.upsert(grown, REALM, customers).rows_written == 5
+        # Filled from the stored raw JSON (test_schema_evolution.py), so a replay of the
+        # same SyncTokens finds nothing to rewrite.
         assert second.upsert(grown, REALM, customers).rows_written == 0
         assert second.query("SELECT print_on_check_name FROM qbo.customers WHERE id = '3'") == [
             ("Cool Cars",)

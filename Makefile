@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint format bench dev clean
+.PHONY: demo test test-fast lint format bench dev clean analytics-sources
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.webhook_bench
 	$(BIN)/python -m benchmarks.webhook_fuzz
 	$(BIN)/python -m benchmarks.peers
+
+# The dbt sources and staging models, written from the entity catalog (after editing it).
+analytics-sources: $(STAMP)
+	$(BIN)/python -m qbo_pipeline.warehouse.dbt_sources
 
 dev: $(STAMP)
 	$(BIN)/qbo-pipeline dev

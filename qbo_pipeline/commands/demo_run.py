@@ -18,7 +18,9 @@ import httpx
 
 from qbo_pipeline.commands.execution import (
     RealmRun,
+    build_analytics,
     dagster_instance,
+    first_failure,
     report_realms,
     sync_realms,
 )
@@ -53,6 +55,11 @@ SELECT period_start, amount FROM qbo.report_lines
 WHERE realm_id = $1 AND report = 'profit_and_loss' AND section_path = 'NetIncome'
 ORDER BY period_start
 """
+# The same months' net income from dbt's general ledger, built from the synced lines.
+MODELLED_NET_INCOME_QUERY = """
+SELECT month, sum(net_income_effect) FROM analytics.profit_and_loss_by_month
+WHERE realm_id = $1 GROUP BY month
+"""
 
 
 @dataclass
@@ -65,6 +72,8 @@ class DemoReport:
     warehouse: str
     report_runs: list[RealmRun]
     net_income: list[tuple]
+    analytics_error: str | None
+    modelled_net_income: dict
 
     @property
     def rows_loaded(self) -> int:
@@ -181,11 +190,16 @@ def run_demo(
         # The last three months of the generated data, which ends at a fixed date.
         months = months_ending(ANCHOR.astimezone(PACIFIC).date(), 3)
         reports = report_realms([realm_id], months, instance=instance, settings=settings)
+    analytics = build_analytics(instance=instance, settings=settings)
+    analytics_error = None if analytics.success else first_failure(analytics)
     with Runtime(settings).warehouse() as warehouse:
         tables = [e.table for e in ENTITIES] + [e.lines.table for e in ENTITIES if e.lines]
         counts = {table: warehouse.count(table, realm_id) for table in tables}
         example = warehouse.query(EXAMPLE_QUERY) if run.success else []
         net_income = warehouse.query(NET_INCOME_QUERY, [realm_id])
+        modelled = (
+            {} if analytics_error else dict(warehouse.query(MODELLED_NET_INCOME_QUERY, [realm_id]))
+        )
         location = warehouse.url_for_display
     return DemoReport(
         realm_id=realm_id,
@@ -196,6 +210,8 @@ def run_demo(
         warehouse=location,
         report_runs=reports,
         net_income=net_income,
+        analytics_error=analytics_error,
+        modelled_net_income=modelled,
     )
 
 
@@ -219,8 +235,19 @@ def format_report(report: DemoReport) -> str:
         "months read (ProfitAndLoss, BalanceSheet, AgedReceivables into qbo.report_lines)"
     )
     lines += [f"  error: {run.error}" for run in failed]
+    analytics = "built" if report.analytics_error is None else "FAILED"
+    lines.append(
+        f"qbo_analytics: dbt models {analytics} (analytics.general_ledger, "
+        "profit_and_loss_by_month, balance_sheet_by_month, ar_aging, ap_aging)"
+    )
+    if report.analytics_error:
+        lines.append(f"  error: {report.analytics_error}")
     for month, amount in report.net_income:
-        lines.append(f"  net income {month:%Y-%m}: {amount:>14,.2f} (QuickBooks' P&L)")
+        line = f"  net income {month:%Y-%m}: {amount:>14,.2f} (QuickBooks' P&L)"
+        if month in report.modelled_net_income:
+            modelled = report.modelled_net_income[month]
+            line += f" {modelled:>14,.2f} (dbt, from the synced lines)"
+        lines.append(line)
     lines.append(
         f"Done in {report.seconds:.1f} s; the warehouse holds {report.rows_loaded:,} rows "
         "for this company. Run again: nothing changes."

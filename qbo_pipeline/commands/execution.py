@@ -1,5 +1,5 @@
-"""Running `qbo_sync` and `qbo_reports` in-process for connected companies, for the CLI
-and the demo."""
+"""Running `qbo_sync`, `qbo_reports` and `qbo_analytics` in-process for connected
+companies, for the CLI and the demo."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def sync_realms(
                 realm_id=realm,
                 run_id=result.run_id,
                 success=result.success,
-                error=None if result.success else _first_failure(result),
+                error=None if result.success else first_failure(result),
             )
         )
     return runs
@@ -120,9 +120,26 @@ def report_realms(
                 raise_on_error=False,
                 resources=None if settings is None else pipeline_resources(settings),
             )
-            error = None if result.success else _first_failure(result)
+            error = None if result.success else first_failure(result)
             runs.append(RealmRun(realm, result.run_id, result.success, error))
     return runs
+
+
+def build_analytics(
+    *, instance: dg.DagsterInstance, settings: Settings | None = None
+) -> dg.ExecuteInProcessResult:
+    """Run qbo_analytics: build and test the dbt models over every company's tables."""
+    from qbo_pipeline.definitions import defs
+    from qbo_pipeline.defs.analytics import JOB
+    from qbo_pipeline.defs.resources import pipeline_resources
+
+    return defs.resolve_job_def(JOB).execute_in_process(
+        instance=instance,
+        # dbt's own summary, without a line per model and test
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        raise_on_error=False,
+        resources=None if settings is None else pipeline_resources(settings),
+    )
 
 
 def _with_partitions(instance: dg.DagsterInstance, realm_ids: Iterable[str]) -> list[str]:
@@ -135,7 +152,7 @@ def _with_partitions(instance: dg.DagsterInstance, realm_ids: Iterable[str]) -> 
     return realms
 
 
-def _first_failure(result: dg.ExecuteInProcessResult) -> str:
+def first_failure(result: dg.ExecuteInProcessResult) -> str:
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data.error:
             error = event.step_failure_data.error

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from qbo_pipeline.definitions import defs
 from qbo_pipeline.quickbooks.catalog import ENTITIES
 from qbo_pipeline.quickbooks.reports import REPORTS
 from qbo_pipeline.warehouse.schema import tables
@@ -55,14 +56,18 @@ def test_typed_in_the_repository_root_with_no_environment_it_serves_the_assets(
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
     keys = {"/".join(node["assetKey"]["path"]) for node in answer["data"]["assetNodes"]}
-    assert keys == {f"qbo/{table.name}" for table in tables(ENTITIES) if table.name[0] != "_"} | {
-        f"qbo/reports/{report.table_name}" for report in REPORTS
-    }
+    synced = {f"qbo/{table.name}" for table in tables(ENTITIES) if table.name[0] != "_"}
+    reports = {f"qbo/reports/{report.table_name}" for report in REPORTS}
+    assert synced | reports <= keys
+    # and the dbt models downstream of them, as the definitions load in this process
+    assert keys == {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert "analytics/general_ledger" in keys
     [repository] = answer["data"]["repositoriesOrError"]["nodes"]
     assert {s["name"] for s in repository["sensors"]} >= {
         "qbo_webhook_sensor",
         "realm_partitions_sensor",
         "token_health_sensor",
+        "qbo_analytics_after_sync",
     }
     assert {s["name"] for s in repository["schedules"]} == {
         "qbo_incremental_schedule",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -103,6 +104,10 @@ def test_demo_loads_exactly_the_emulator_company_and_is_idempotent(tmp_path, mon
     # among them.
     assert "qbo_reports: 3 of 3 months read" in first.stdout
     assert "net income 2026-06:" in first.stdout
+    # dbt's profit and loss, from the synced lines, says what QuickBooks' report says.
+    assert "qbo_analytics: dbt models built" in first.stdout
+    incomes = re.findall(r"net income \S+: +(\S+) \(QuickBooks' P&L\) +(\S+) \(dbt", first.stdout)
+    assert len(incomes) == 3 and all(ours == theirs for ours, theirs in incomes)
 
     # Later commands on the embedded defaults read the demo's key from .qbo/token.key.
     env = clean_env()

@@ -31,7 +31,8 @@ def test_the_synced_company_shows_in_the_dagster_ui(connect, tmp_path: Path, bro
     server = start_webserver(env, port)
     base = f"http://127.0.0.1:{port}"
     try:
-        catalog = open_page(browser, f"{base}/assets")
+        # The sync's group in the catalog (the dbt models are listed in their own).
+        catalog = open_page(browser, f"{base}/assets?asset-selection=group%3Aquickbooks")
         # Every table of the company is listed: tall enough for the list to show them all.
         catalog.set_viewport_size({"width": 1400, "height": 4000})
         for table in ("customers", "invoices", "invoice_lines", "payments", "bill_lines"):
@@ -48,6 +49,15 @@ def test_the_synced_company_shows_in_the_dagster_ui(connect, tmp_path: Path, bro
         expect(overview.get_by_text("qbo.invoices").first).to_be_visible()
         # The column schema, with what each column means in QuickBooks terms.
         expect(overview.get_by_text("What is still unpaid on the invoice").first).to_be_visible()
+
+        # A dbt model: what it holds, its columns described, built after each sync.
+        model = open_page(browser, f"{base}/assets/analytics/general_ledger")
+        expect(model.get_by_text("Every posting transaction as debits").first).to_be_visible(
+            timeout=60_000
+        )
+        expect(model.get_by_text("Debit positive, credit negative").first).to_be_visible()
+        expect(model.get_by_text("qbo_analytics_after_sync").first).to_be_visible()
+        expect(model.get_by_text("after_sync", exact=True).first).to_be_visible()
 
         runs = open_page(browser, f"{base}/runs")
         expect(runs.get_by_text("qbo_sync").first).to_be_visible(timeout=60_000)

@@ -1,0 +1,21 @@
+-- Written by `make analytics-sources` from the catalog; edit the catalog instead.
+select
+    realm_id,
+    id as sales_receipt_id,
+    created_at,
+    updated_at,
+    doc_number,
+    txn_date,
+    total_amt,
+    currency,
+    exchange_rate,
+    home_total_amt,
+    department_id,
+    private_note,
+    customer_id,
+    customer_name,
+    total_tax,
+    deposit_to_account_id,
+    payment_method_id
+from {{ source('qbo', 'sales_receipts') }}
+where deleted_at is null

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.sync_bench                  # small, medium and large
     .venv/bin/python -m benchmarks.sync_bench --sizes small    # a minute or two
+    .venv/bin/python -m benchmarks.sync_bench --per-entity     # then CPU per row of each entity
 
 Each company gets an emulator in its own process with all of QBO's per-realm limits on
 (500 requests in any 60 s, 10 in any second, 10 in flight) and 300 ms per page of 1000
@@ -18,6 +19,13 @@ run (each asset's `api_requests` and row count, the checks' results).
 
 The bound is simulated (`benchmarks.bound`): the fastest the three limits allow the
 requests a full sync cannot avoid, at the mean latency.
+
+`--per-entity` then syncs the same company once more, every catalog entity's full sync
+one after the other in a fresh process (the engine's `share_run_changes` and
+`sync_entity`, without Dagster), into an empty warehouse, against the same emulator, and
+takes the process's CPU around each entity: its rows, lines, requests, data pages, CPU
+and CPU per entity row. The run syncs entities side by side, where no CPU clock is one
+entity's; one at a time, the process's is.
 """
 
 from __future__ import annotations
@@ -44,10 +52,15 @@ from benchmarks.run import CLI, Figure, _clean_env, _free_port, _wait_for
 from qbo_pipeline.quickbooks.catalog import ENTITIES
 
 if TYPE_CHECKING:
+    import resource
+
     import dagster as dg
+
+    from qbo_pipeline.sync.engine import EntitySyncResult
 
 LATENCY_MS = 300
 SAMPLES_VARIABLE = "SYNC_BENCH_MEMORY_FILE"  # where --child-sync writes its memory samples
+PER_ENTITY_VARIABLE = "SYNC_BENCH_PER_ENTITY_FILE"  # where --child-per-entity writes its costs
 SAMPLE_SECONDS = 0.05
 SPLIT_EVERY = 5  # the allocators' split every 250 ms: it costs ~1.5 ms, RSS ~0.02 ms
 MIB = 1024 * 1024
@@ -351,6 +364,54 @@ def _child_connect() -> None:
         runtime.close()
 
 
+def _child_per_entity(realm: str) -> None:
+    """Every catalog entity's full sync, one after the other, with the calls the sync step
+    makes (`share_run_changes`, then `sync_entity` on the run's client and held warehouse)
+    and the process's CPU (`time.process_time`: user + sys of every thread) around each.
+
+    An entity's sync reads its pages on threads, joins batches on another, and DuckDB works
+    on threads of its own, so no thread's clock is the entity's; one entity at a time, the
+    whole process's is. Dagster is not loaded: the figures are the engine's, and what a
+    run adds is in the main benchmark's whole-process CPU. Written as JSON to the file
+    PER_ENTITY_VARIABLE names.
+    """
+    import gc
+
+    from qbo_pipeline.runtime import Runtime
+    from qbo_pipeline.sync.engine import SyncOptions, share_run_changes, sync_entity
+
+    runtime = Runtime.from_env()
+    options = SyncOptions(full=True)
+    costs: list[dict] = []
+    try:
+        with runtime.client(realm) as client, runtime.warehouse() as store, store.hold():
+            shared = share_run_changes(client, store, list(ENTITIES), options)
+            gc.freeze()  # as definitions.py does once the code is loaded
+            set_up = time.process_time()
+            for entity in ENTITIES:
+                cpu = time.process_time()
+                result = sync_entity(client, store, entity, options, shared=shared)
+                costs.append(_entity_cost(result, time.process_time() - cpu))
+            closing = time.process_time()
+        closed = time.process_time()
+    finally:
+        runtime.close()
+    report = {"set_up_cpu": set_up, "close_cpu": closed - closing, "entities": costs}
+    Path(os.environ[PER_ENTITY_VARIABLE]).write_text(json.dumps(report))
+
+
+def _entity_cost(result: EntitySyncResult, cpu_seconds: float) -> dict:
+    """What the parent needs of one entity's sync: the engine's own counts and its CPU."""
+    return {
+        "entity": result.entity,
+        "rows": result.rows,
+        "lines": result.lines,
+        "requests": result.requests,
+        "seconds": result.seconds,
+        "cpu_seconds": cpu_seconds,
+    }
+
+
 # --- Measuring a process from outside ----------------------------------------------------
 
 
@@ -410,22 +471,30 @@ class SyncFailed(RuntimeError):
     pass
 
 
-def measured_sync(env: dict[str, str], folder: Path, label: str) -> RunCost:
-    """`python -m benchmarks.sync_bench --child-sync` in a fresh process, reaped with
-    os.wait4 so that its CPU and peak RSS are its own."""
-    samples, log = folder / f"{label}-memory.json", folder / f"{label}.log"
-    command = [sys.executable, "-m", "benchmarks.sync_bench", "--child-sync"]
+def reaped(
+    command: list[str], env: dict[str, str], log: Path, what: str
+) -> tuple[float, resource.struct_rusage]:
+    """Wall seconds and os.wait4's usage of a child whose output goes to `log`: reaped this
+    way, its CPU and peak RSS are its own, not its parent's or the emulator's."""
     with log.open("wb") as output:
         started = time.perf_counter()
-        process = subprocess.Popen(
-            command, env={**env, SAMPLES_VARIABLE: str(samples)}, stdout=output, stderr=output
-        )
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=output)
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-        raise SyncFailed(f"{label}: qbo-pipeline sync exited {process.returncode}:\n{tail}")
+        raise SyncFailed(f"{what} exited {process.returncode}:\n{tail}")
+    return seconds, usage
+
+
+def measured_sync(env: dict[str, str], folder: Path, label: str) -> RunCost:
+    """`python -m benchmarks.sync_bench --child-sync` in a fresh process, reaped with
+    os.wait4 so that its CPU and peak RSS are its own."""
+    samples, log = folder / f"{label}-memory.json", folder / f"{label}.log"
+    command = [sys.executable, "-m", "benchmarks.sync_bench", "--child-sync"]
+    env = {**env, SAMPLES_VARIABLE: str(samples)}
+    seconds, usage = reaped(command, env, log, f"{label}: qbo-pipeline sync")
     report = json.loads(samples.read_text())
     for error in report["errors"]:
         print(f"    the memory sampler failed: {error}", flush=True)
@@ -552,9 +621,11 @@ class CompanyResult:
     no_change: Sync  # the run after the incremental: it reads the changes again
     later: Sync  # the run after that: nothing to read again
     minutes: float
+    per_entity: PerEntity | None = None  # --per-entity: each entity's full sync in turn
+    per_entity_failed: str = ""  # ...or why it failed: the four syncs' figures still count
 
 
-def bench_company(company: Company, latency_ms: int) -> CompanyResult:
+def bench_company(company: Company, latency_ms: int, per_entity: bool = False) -> CompanyResult:
     from qbo_pipeline.vault.crypto import generate_key
 
     started = time.monotonic()
@@ -577,10 +648,20 @@ def bench_company(company: Company, latency_ms: int) -> CompanyResult:
             past_overlap(emulator)
             no_change = timed_sync(emulator, realm, env, folder, f"{company.name} no change")
             later = timed_sync(emulator, realm, env, folder, f"{company.name} no change again")
+            # Last, so that its requests are in no window the four syncs are measured in.
+            each, failed = None, ""
+            if per_entity:
+                try:
+                    each = per_entity_pass(emulator, realm, env, folder, company.name)
+                except (SyncFailed, httpx.HTTPError) as error:
+                    print(f"    the per-entity pass failed: {error}", flush=True)
+                    failed = str(error).splitlines()[0]
     finally:
         emulator.stop()
     minutes = (time.monotonic() - started) / 60
-    return CompanyResult(company, rows, full, changed, incremental, no_change, later, minutes)
+    return CompanyResult(
+        company, rows, full, changed, incremental, no_change, later, minutes, each, failed
+    )
 
 
 def past_overlap(emulator: Emulator) -> None:
@@ -602,6 +683,134 @@ def mutate_one_percent(emulator: Emulator, realm: str, company: Company) -> int:
         "POST", f"companies/{realm}/mutate", json={"updates": company.entities // 100, "seed": 1130}
     )
     return len({(u["entity"], u["id"]) for u in mutated["updated"]})
+
+
+# --- Each entity in turn (--per-entity) --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EntityCost:
+    """One entity's full sync in the per-entity pass, as `_child_per_entity` measured it."""
+
+    entity: str
+    rows: int  # the entity's rows written
+    lines: int  # its lines, written from the same pages: their cost is the entity's
+    requests: int  # the engine's count: queries and COUNTs
+    seconds: float  # wall time, mostly waiting on QBO's latency and limits
+    cpu_seconds: float  # the whole process's, while this entity alone was syncing
+
+
+@dataclass(frozen=True)
+class PerEntity:
+    """The pass: each entity's cost, what the process spent around them, QBO's counts and
+    the emulator's view of the pass."""
+
+    entities: list[EntityCost]
+    set_up_cpu: float  # before the first entity: start-up, imports, vault, client, warehouse
+    close_cpu: float  # closing the warehouse after the last: DuckDB checkpoints the file
+    seconds: float  # the child from start to exit, and os.wait4's CPU and peak RSS
+    cpu_seconds: float
+    peak_rss_mib: float
+    qbo_rows: dict[str, int]
+    stats: dict
+
+    @property
+    def measured_cpu(self) -> float:
+        """The entities' CPU and the close: what a full sync's data costs, without start-up."""
+        return sum(cost.cpu_seconds for cost in self.entities) + self.close_cpu
+
+    @property
+    def rows(self) -> int:
+        return sum(cost.rows for cost in self.entities)
+
+
+def per_entity_pass(
+    emulator: Emulator, realm: str, env: dict[str, str], folder: Path, name: str
+) -> PerEntity:
+    """Each entity's full sync in turn (`--child-per-entity`), in a fresh process reaped
+    with os.wait4, against the same emulator, at the same latency and limits, with the
+    company's tokens from the same vault but an empty warehouse of its own (a second
+    OAuth connect is refused once QBO's clock has moved on: its id_token is not yet
+    valid by ours)."""
+    from qbo_pipeline.warehouse.base import WAREHOUSE_URL_VARIABLE  # loads DuckDB: not at top
+
+    phase(f"{name} per entity: each entity's full sync in turn, into an empty warehouse")
+    qbo_rows = emulator.admin("GET", f"companies/{realm}/summary")["counts"]
+    emulator.admin("POST", "stats/reset")
+    report_file = folder / "per-entity.json"
+    env = {
+        **env,
+        WAREHOUSE_URL_VARIABLE: f"duckdb:///{folder / 'per-entity.duckdb'}",
+        PER_ENTITY_VARIABLE: str(report_file),
+    }
+    command = [sys.executable, "-m", "benchmarks.sync_bench", "--child-per-entity", realm]
+    seconds, usage = reaped(command, env, folder / "per-entity.log", f"{name}: per entity")
+    report = json.loads(report_file.read_text())
+    return PerEntity(
+        entities=[EntityCost(**cost) for cost in report["entities"]],
+        set_up_cpu=report["set_up_cpu"],
+        close_cpu=report["close_cpu"],
+        seconds=seconds,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
+        peak_rss_mib=usage.ru_maxrss / 1024,
+        qbo_rows=qbo_rows,
+        stats=emulator.realm_stats(realm),
+    )
+
+
+def per_entity_table(name: str, result: PerEntity) -> list[str]:
+    """One line per entity in the catalog's order, the warehouse's close, and the total;
+    µs per row is over the entity's rows (its lines are part of its cost)."""
+    total = result.measured_cpu
+    header = (
+        f"{'entity':<15}{'rows':>10}{'lines':>10}{'requests':>10}{'pages':>7}"
+        f"{'wall s':>8}{'CPU s':>8}{'us/row':>9}{'share':>8}"
+    )
+    title = f"{name}: each entity's full sync in turn; us/row: CPU per entity row, lines included"
+    lines = [title, header]
+    for cost in result.entities:
+        pages = data_pages({cost.entity: result.qbo_rows.get(cost.entity, 0)})
+        lines.append(
+            f"{cost.entity:<15}{cost.rows:>10,}{cost.lines:>10,}{cost.requests:>10,}{pages:>7,}"
+            f"{cost.seconds:>8.1f}{_cpu_columns(cost.cpu_seconds, cost.rows, total)}"
+        )
+    lines.append(
+        f"{'(warehouse close: checkpoint)':<52}{'':>8}{_cpu_columns(result.close_cpu, 0, total)}"
+    )
+    lines.append(
+        f"{'total':<15}{result.rows:>10,}{sum(c.lines for c in result.entities):>10,}"
+        f"{sum(c.requests for c in result.entities):>10,}{data_pages(result.qbo_rows):>7,}"
+        f"{sum(c.seconds for c in result.entities):>8.1f}"
+        f"{_cpu_columns(total, result.rows, total)}"
+    )
+    return lines
+
+
+def _cpu_columns(cpu_seconds: float, rows: int, total: float) -> str:
+    """CPU s, µs per row ('-' without rows) and the share of the pass's measured CPU."""
+    micros = f"{cpu_seconds / rows * 1e6:,.1f}" if rows else "-"
+    return f"{cpu_seconds:>8.2f}{micros:>9}{cpu_seconds / total:>8.1%}"
+
+
+def per_entity_lines(name: str, result: PerEntity) -> list[Line]:
+    """The pass's totals, and the checks that it synced the whole company unthrottled."""
+    stats, rows = result.stats, result.rows
+    entity_cpu = result.measured_cpu - result.close_cpu
+    missing = sum(abs(result.qbo_rows.get(c.entity, 0) - c.rows) for c in result.entities)
+    answered = stats.get("requests", 0) - stats.get("throttled", 0)
+    return [
+        Note(f"{name}: per entity: CPU of the {len(result.entities)} syncs + the close",
+             f"{entity_cpu:.1f} + {result.close_cpu:.1f} s, "
+             f"{result.measured_cpu / max(1, rows) * 1e6:.1f} us per entity row ({rows:,})"),
+        Note(f"{name}:   the process: CPU before the first entity; in all; wall; peak RSS",
+             f"{result.set_up_cpu:.1f} s; {result.cpu_seconds:.1f} s; {result.seconds:.1f} s; "
+             f"{result.peak_rss_mib:,.0f} MiB"),
+        Note(f"{name}:   requests: the engine's count / QBO answered / data pages",
+             f"{sum(c.requests for c in result.entities):,} / {answered:,} / "
+             f"{data_pages(result.qbo_rows):,}"),
+        Figure(f"{name}: per entity: 429 answers", stats.get("throttled", 0), "429s", 0, "max"),
+        Figure(f"{name}: per entity: rows written missing or extra", missing, "rows", 0, "max"),
+    ]  # fmt: skip
 
 
 # --- Figures -----------------------------------------------------------------------------
@@ -743,11 +952,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="small,medium,large", help="of " + ",".join(COMPANIES))
     parser.add_argument("--latency-ms", type=int, default=LATENCY_MS)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every company's rows")
+    parser.add_argument(
+        "--per-entity",
+        action="store_true",
+        help="then sync each entity in turn in a fresh process: CPU per row of each entity",
+    )
     parser.add_argument("--child-sync", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-connect", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child-per-entity", metavar="REALM", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_sync:
         return _child_sync()
+    if args.child_per_entity:
+        _child_per_entity(args.child_per_entity)
+        return 0
     if args.child_connect:
         _child_connect()
         return 0
@@ -757,10 +975,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--sizes: unknown {', '.join(unknown)}; use {', '.join(COMPANIES)}")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, "
           f"latency {args.latency_ms} ms +-20%", flush=True)  # fmt: skip
-    return run(sizes, args.latency_ms, args.scale)
+    return run(sizes, args.latency_ms, args.scale, args.per_entity)
 
 
-def run(sizes: list[str], latency_ms: int, scale: float) -> int:
+def run(sizes: list[str], latency_ms: int, scale: float, per_entity: bool = False) -> int:
     """Every size in turn; a size whose sync fails is reported and the others still run."""
     results: dict[str, CompanyResult] = {}
     lines: list[Line] = []
@@ -768,7 +986,7 @@ def run(sizes: list[str], latency_ms: int, scale: float) -> int:
     for size in sizes:
         company = COMPANIES[size].scaled(scale)
         try:
-            result = bench_company(company, latency_ms)
+            result = bench_company(company, latency_ms, per_entity)
         except (SyncFailed, subprocess.CalledProcessError, httpx.HTTPError, RuntimeError) as error:
             traceback.print_exc()
             if isinstance(error, subprocess.CalledProcessError):
@@ -777,12 +995,21 @@ def run(sizes: list[str], latency_ms: int, scale: float) -> int:
             continue
         results[size] = result
         company_lines = full_sync_lines(result, latency_ms) + later_sync_lines(result)
+        if result.per_entity:
+            print("\n".join(per_entity_table(size, result.per_entity)), flush=True)
+            company_lines += per_entity_lines(size, result.per_entity)
+        if result.per_entity_failed:
+            failure = Figure(f"{size}: per entity: the pass failed", 1, "runs", 0, "max")
+            company_lines.append(failure)
         print_lines(company_lines)
         lines += company_lines
     phase("done")
     lines += memory_lines(results)
     print("\nAll figures:", flush=True)
     print_lines(lines)
+    for size, result in results.items():
+        if result.per_entity:
+            print("\n" + "\n".join(per_entity_table(size, result.per_entity)), flush=True)
     return 0 if not failed and all(line.ok for line in lines) else 1
 
 

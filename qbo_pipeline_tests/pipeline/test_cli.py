@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
 from pathlib import Path
 
@@ -129,6 +130,20 @@ def test_set_tokens_then_sync_from_the_command_line(connect, tmp_path):
         stats = httpx.get(f"{company.emulator.base_url}/_emulator/stats").json()
         calls.append(stats["realms"][company.realm_id]["requests"])
     assert calls == [1, 1 + sum(1 for entity in ENTITIES if entity.cdc)]
+
+    # The dbt models over what the CLI synced, into the same warehouse.
+    built = run(["analytics"], env, tmp_path)
+    assert built.returncode == 0, built.stdout[-3000:]
+    assert re.search(
+        r"ok: \d{2} models built in schema analytics, (\d+) of \1 dbt tests", built.stdout
+    )
+    with cli_runtime.warehouse() as wh:
+        [(invoices,)] = wh.query(
+            "SELECT count(DISTINCT transaction_id) FROM analytics.general_ledger "
+            "WHERE transaction_type = 'Invoice'"
+        )
+    assert invoices == len([i for i in company.entities("Invoice") if i.get("TotalAmt")])
+    assert_no_secret(command_output(built), secrets | rotated)
 
 
 def test_a_bug_is_a_traceback_not_a_one_line_exit(monkeypatch, capsys):

@@ -24,6 +24,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
+from qbo_pipeline.defs.assets import KEY_PREFIX as TABLES
 from qbo_pipeline.defs.assets import table_key
 from qbo_pipeline.defs.resources import WarehouseResource
 from qbo_pipeline.warehouse.dbt_profile import dbt_environment
@@ -32,11 +33,21 @@ from qbo_pipeline.warehouse.dbt_sources import ANALYTICS
 GROUP = "analytics"
 KEY_PREFIX = "analytics"
 JOB = "qbo_analytics"
-# A model is due once something it reads was synced, and waits for syncs in progress.
-# Unlike eager(), a source no sync has written yet does not hold it back: the views and
-# report tables are written outside the asset graph's sync assets.
+# Like Dagster's eager condition, a model is due once a table it reads was synced, and
+# waits for the models it reads to exist and for syncs in progress. Unlike it:
+# - a model never built is due at the first evaluation too (eager waits for an update),
+#   so that a new deployment builds the project once, whole, before any partial build;
+# - only the models' own dependencies must exist: the tables they read need not all be
+#   assets with a materialisation (views and report tables are written outside the
+#   graph, and a company may never have been synced).
 BUILD_AFTER_SYNC = (
-    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    (
+        dg.AutomationCondition.newly_missing()
+        | dg.AutomationCondition.any_deps_updated().since_last_handled()
+    )
+    & ~dg.AutomationCondition.any_deps_missing().ignore(
+        dg.AssetSelection.key_prefixes(TABLES, include_sources=True)
+    )
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
 ).with_label("after_sync")

@@ -19,7 +19,6 @@ import pytest
 
 from qbo_pipeline.commands.execution import build_analytics, report_realms, sync_realms
 from qbo_pipeline.defs.analytics import GROUP, KEY_PREFIX
-from qbo_pipeline.defs.assets import GROUP as SYNC_GROUP
 from qbo_pipeline.quickbooks.reports import flatten
 from qbo_pipeline.warehouse.dbt_sources import ANALYTICS
 from qbo_pipeline_tests.pipeline.secret_scan import assert_no_secret, company_secrets
@@ -235,43 +234,49 @@ def test_a_sync_makes_the_models_due_and_a_build_settles_them(connect):
     from qbo_pipeline.definitions import defs
 
     models = dg.AssetSelection.groups(GROUP)
-    with dg.instance_for_test() as instance:
-        before = dg.evaluate_automation_conditions(
-            defs=defs, instance=instance, asset_selection=models
+    graph = defs.resolve_asset_graph()
+    keys = models.resolve(graph)
+
+    def due(instance, cursor) -> tuple[set, object]:
+        result = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, asset_selection=models, cursor=cursor
         )
-        assert before.total_requested == 0  # nothing synced yet: nothing to build
+        return {r.key for r in result.results if r.true_subset.size}, result.cursor
+
+    def synced_by(instance, run_id: str) -> set:
+        """The models downstream of the tables a run materialised."""
+        tables = {
+            event.dagster_event.asset_key
+            for event in instance.all_logs(
+                run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+            )
+        }
+        return (dg.AssetSelection.assets(*tables).downstream() & models).resolve(graph)
+
+    with dg.instance_for_test() as instance:
+        # Never built: every model is due at the first evaluation, all in one run.
+        requested, cursor = due(instance, None)
+        assert requested == keys and len(keys) >= 50
+        assert build_analytics(instance=instance).success
+        requested, cursor = due(instance, cursor)
+        assert requested == set()
 
         [run] = sync_realms([company.realm_id], instance=instance, count_check=False)
         assert run.success, run.error
-        due = dg.evaluate_automation_conditions(
-            defs=defs, instance=instance, asset_selection=models, cursor=before.cursor
-        )
+        requested, cursor = due(instance, cursor)
         # every model that reads a synced table; the views' staging models read views,
         # which are always current once built
-        synced = dg.AssetSelection.groups(SYNC_GROUP).downstream() & models
-        keys = synced.resolve(defs.resolve_asset_graph())
-        assert len(keys) >= 50
-        assert {r.key for r in due.results if r.true_subset.size} == keys
+        assert requested == synced_by(instance, run.run_id)
+        assert dg.AssetKey([KEY_PREFIX, "general_ledger"]) in requested
+        assert dg.AssetKey([KEY_PREFIX, "stg_qbo__linked_transactions"]) not in requested
 
         assert build_analytics(instance=instance).success
-        settled = dg.evaluate_automation_conditions(
-            defs=defs, instance=instance, asset_selection=models, cursor=due.cursor
-        )
-        assert settled.total_requested == 0
+        requested, cursor = due(instance, cursor)
+        assert requested == set()
 
         # An hourly run skips the tables read once a day: only what reads the rest is due.
         [run] = sync_realms([company.realm_id], instance=instance, count_check=False)
-        synced = {
-            event.dagster_event.asset_key
-            for event in instance.all_logs(
-                run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
-            )
-        }
-        again = dg.evaluate_automation_conditions(
-            defs=defs, instance=instance, asset_selection=models, cursor=settled.cursor
-        )
-        downstream = dg.AssetSelection.assets(*synced).downstream() & models
-        expected = downstream.resolve(defs.resolve_asset_graph())
-        assert dg.AssetKey([KEY_PREFIX, "general_ledger"]) in expected
-        assert dg.AssetKey([KEY_PREFIX, "stg_qbo__time_activities"]) not in expected
-        assert {r.key for r in again.results if r.true_subset.size} == expected
+        requested, cursor = due(instance, cursor)
+        assert requested == synced_by(instance, run.run_id)
+        assert dg.AssetKey([KEY_PREFIX, "general_ledger"]) in requested
+        assert dg.AssetKey([KEY_PREFIX, "stg_qbo__time_activities"]) not in requested

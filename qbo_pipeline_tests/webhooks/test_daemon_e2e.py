@@ -2,8 +2,9 @@
 through a signed webhook, the inbox, a tick of qbo_webhook_sensor in `dagster dev`'s daemon
 and a run in a process of its own; and stopping the stack leaves no process behind.
 
-The other webhook tests evaluate the sensor and run its requests in the test's process;
-only this one has Dagster's daemon, run queue and run launcher in the loop.
+The daemon's automation sensor then builds the dbt models over the change. The other
+webhook tests evaluate the sensor and run its requests in the test's process; only this
+one has Dagster's daemon, run queue and run launcher in the loop.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from qbo_pipeline.runtime import Runtime
 DEADLINE = 120.0
 POLL_SECONDS = 0.5
 NEW_NAME = "Renamed through the daemon"
+# From the webhook run's end: a tick of the automation sensor (30 s), a run's process and
+# dbt's build of every model on 2 shared cores.
+MODELS_DEADLINE = 240.0
 TRIGGER_TAG = "qbo/trigger"  # qbo_webhook_sensor's tag on the runs it requests
 
 
@@ -88,6 +92,18 @@ def webhook_run_succeeded(instance: dg.DagsterInstance) -> Callable[[], bool]:
             dg.RunsFilter(tags={TRIGGER_TAG: "webhook"}, statuses=[dg.DagsterRunStatus.SUCCESS])
         )
         return bool(runs)
+
+    return check
+
+
+def ledger_built_after(instance: dg.DagsterInstance, since: float) -> Callable[[], bool]:
+    """The dbt model general_ledger materialised after `since` (a timestamp): by a run
+    qbo_analytics_after_sync launched."""
+    key = dg.AssetKey(["analytics", "general_ledger"])
+
+    def check() -> bool:
+        event = instance.get_latest_materialization_event(key)
+        return event is not None and event.timestamp > since
 
     return check
 
@@ -167,6 +183,17 @@ def test_a_change_reaches_the_warehouse_through_the_daemon_and_stop_leaves_no_pr
         wait_until("every webhook event processed", all_processed(stack, runtime), deadline)
         wait_until("a webhook run succeeded", webhook_run_succeeded(instance), deadline)
         family = descendants(group)
+        # The daemon's automation sensor then builds the dbt models over the change.
+        webhook_runs = instance.get_run_records(
+            dg.RunsFilter(tags={TRIGGER_TAG: "webhook"}, statuses=[dg.DagsterRunStatus.SUCCESS])
+        )
+        synced = max(record.end_time or 0 for record in webhook_runs)
+        wait_until(
+            "the general ledger rebuilt after the webhook run",
+            ledger_built_after(instance, synced),
+            time.monotonic() + MODELS_DEADLINE,
+        )
+        family |= descendants(group)
 
         with runtime.warehouse() as warehouse:
             [(name,)] = warehouse.query(
@@ -177,8 +204,15 @@ def test_a_change_reaches_the_warehouse_through_the_daemon_and_stop_leaves_no_pr
                 "SELECT deleted_at FROM qbo.invoices WHERE realm_id = $1 AND id = $2",
                 [stack.realm_id, invoice["Id"]],
             )
+            [(posted,)] = warehouse.query(
+                "SELECT count(*) FROM analytics.general_ledger WHERE realm_id = $1 "
+                "AND transaction_type = 'Invoice' AND transaction_id = $2",
+                [stack.realm_id, invoice["Id"]],
+            )
+            [(ledger,)] = warehouse.query("SELECT count(*) FROM analytics.general_ledger")
         assert name == NEW_NAME
         assert deleted_at is not None
+        assert posted == 0 and ledger > 0  # the deleted invoice left the ledger
         assert runtime.inbox.counts().keys() == {"processed"}
     finally:
         if group:

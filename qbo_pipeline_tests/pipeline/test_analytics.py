@@ -42,12 +42,17 @@ def _mart(wh, sql: str, realm: str, month: str) -> dict[str, Decimal]:
     return dict(wh.query(sql, [realm, month]))
 
 
+def report_today(company, name: str, date_parameter: str) -> list:
+    """QuickBooks' report `name` as of today (UTC, as the marts' current_date), flattened."""
+    today = datetime.now(UTC).date().isoformat()
+    response = company.api("GET", f"reports/{name}?{date_parameter}={today}")
+    response.raise_for_status()
+    return flatten(response.json())
+
+
 def aging_today(company) -> dict[str, list[Decimal]]:
     """QuickBooks' AgedReceivables as of today: each customer's amount per bucket."""
-    today = datetime.now(UTC).date().isoformat()
-    response = company.api("GET", f"reports/AgedReceivables?report_date={today}")
-    response.raise_for_status()
-    lines = flatten(response.json())
+    lines = report_today(company, "AgedReceivables", "report_date")
     owed: dict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0)] * len(AGING))
     for line in lines:
         if line.row_type == "Data" and line.column_title in AGING:
@@ -160,13 +165,6 @@ def run(company, sql: str) -> list[tuple]:
         return [row[1:] for row in wh.query(sql) if row[0] == company.realm_id]
 
 
-def balance_sheet_today(company) -> list:
-    today = datetime.now(UTC).date().isoformat()
-    response = company.api("GET", f"reports/BalanceSheet?end_date={today}")
-    response.raise_for_status()
-    return flatten(response.json())
-
-
 def check_the_analyst_queries(company, reported_aging: dict[str, list[Decimal]]) -> None:
     queries = analyst_queries()
     assert set(queries) == {
@@ -217,7 +215,7 @@ def check_the_analyst_queries(company, reported_aging: dict[str, list[Decimal]])
     balances = {account: debit - credit for account, _, _, debit, credit in trial}
     sheet = [
         line
-        for line in balance_sheet_today(company)
+        for line in report_today(company, "BalanceSheet", "end_date")
         if line.row_type == "Data"
         and line.account_id
         and line.section_path.split("/")[-1] not in ("Equity",)

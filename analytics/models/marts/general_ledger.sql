@@ -44,7 +44,8 @@ forms as (
            f.txn_date, f.customer_id, cast(null as varchar) as vendor_id,
            coalesce(f.exchange_rate, 1) as rate, {{ sign }} as sign,
            coalesce({{ 'f.' ~ own if own != 'null' else 'null' }}, d.{{ fallback }})
-               as balancing_account_id
+               as balancing_account_id,
+           f.total_tax
     from {{ ref('stg_qbo__' ~ table) }} as f
     left join defaults as d on d.realm_id = f.realm_id
     union all
@@ -52,7 +53,7 @@ forms as (
     {% for kind, table, key, own, fallback, sign, vendor in expense_forms %}
     select '{{ kind }}', f.realm_id, f.{{ key }}, f.txn_date, cast(null as varchar),
            {{ vendor }}, coalesce(f.exchange_rate, 1), {{ sign }},
-           coalesce(f.{{ own }}, d.{{ fallback }})
+           coalesce(f.{{ own }}, d.{{ fallback }}), cast(null as decimal(24, 8))
     from {{ ref('stg_qbo__' ~ table) }} as f
     left join defaults as d on d.realm_id = f.realm_id
     {% if not loop.last %}union all{% endif %}
@@ -92,22 +93,13 @@ form_lines as (
     left join items as i on i.realm_id = l.realm_id and i.item_id = l.item_id
     where l.detail_type in ('SalesItemLineDetail', 'DiscountLineDetail')
     union all
-    -- sales tax, credited to the tax payable account
+    -- sales tax, credited to the tax payable account (sales forms carry a total tax)
     select f.transaction_type, f.realm_id, f.transaction_id, f.txn_date, f.customer_id,
            f.vendor_id, null, d.sales_tax_account_id,
-           -f.sign * round(coalesce(t.total_tax, 0) * f.rate, 2)
+           -f.sign * round(f.total_tax * f.rate, 2)
     from forms as f
-    join (
-        {% for kind, table, key, own, fallback, sign in sales_forms %}
-        select '{{ kind }}' as transaction_type, realm_id, {{ key }} as transaction_id,
-               total_tax
-        from {{ ref('stg_qbo__' ~ table) }}
-        {% if not loop.last %}union all{% endif %}
-        {% endfor %}
-    ) as t
-      on t.transaction_type = f.transaction_type and t.realm_id = f.realm_id
-     and t.transaction_id = f.transaction_id
     left join defaults as d on d.realm_id = f.realm_id
+    where f.total_tax is not null
     union all
     -- purchases: each line debited to its account, or its item's
     select f.transaction_type, f.realm_id, f.transaction_id, f.txn_date, f.customer_id,

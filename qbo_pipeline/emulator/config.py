@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Realm ids go into URL paths and admin routes; Intuit's are digits, tests use names too.
-REALM_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+from qbo_pipeline.quickbooks.realms import is_realm_id
+
 ROTATION_POLICIES = ("intuit", "strict")
 # Statuses the token endpoint can be told to fail with: the transient ones a client should
 # retry. 4xx answers other than 429 mean something else (invalid_grant, invalid_client).
@@ -125,8 +125,10 @@ class EmulatorConfig:
 
 
 def check_realm_id(value: object) -> str:
-    if not isinstance(value, str) or not REALM_ID.fullmatch(value):
-        raise ValueError("realm_id must be 1-64 characters of 0-9, A-Z, a-z, _ and -")
+    """The pipeline's rule (digits only): no company is served that it could not connect."""
+    if not is_realm_id(value):
+        raise ValueError("realm_id must be 1 to 32 digits, as Intuit's company ids are")
+    assert isinstance(value, str)
     return value
 
 

@@ -2,9 +2,9 @@
 
 A realm id arrives from a callback's query string, a request body, a command's argument
 or a webhook, and goes into SQL parameters, log lines, file names and Dagster partition
-keys. Intuit's are digits; letters, `_` and `-` are allowed for test companies. The
-whole value must match: `re.match` with `$` once let `3333\\n` through, and it became a
-partition key.
+keys. Intuit's are digits, and only digits are accepted, so that no realm id can carry a
+path separator, a quote or a partition key's delimiter into any of those. The whole value
+must match: `re.match` with `$` once let `3333\\n` through, and it became a partition key.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import re
 
 from qbo_pipeline.errors import BadRequest
 
-_REALM_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+_REALM_ID = re.compile(r"[0-9]{1,32}")
 
 
 def is_realm_id(value: object) -> bool:
@@ -26,8 +26,8 @@ def check_realm_id(value: object, *, name: str = "realmId") -> str:
         raise BadRequest(f"missing {name}")
     if not is_realm_id(value):
         raise BadRequest(
-            f"{name} must be the company id Intuit sent with the callback (1 to 64 letters, "
-            "digits, '_' or '-')"
+            f"{name} must be the company id Intuit sent with the callback: 1 to 32 digits, "
+            "nothing else"
         )
     assert isinstance(value, str)
     return value

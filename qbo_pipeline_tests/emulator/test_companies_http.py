@@ -46,21 +46,26 @@ def _company_info(qbo: Connection, realm_id: str, entity_id: str | None = None):
 
 def test_added_company_is_listed_and_named_from_its_seed(first: Connection) -> None:
     http = first.http
-    entry = add_company(http, "realm-b", seed=11)
+    entry = add_company(http, "4620816365213456", seed=11)
     assert entry == {
-        "realm_id": "realm-b",
+        "realm_id": "4620816365213456",
         "company_name": entry["company_name"],
         "customers": 5,
         "invoices": 5,
     }
-    same_seed = add_company(http, "realm-c", seed=11, customers=2, invoices=0)
+    same_seed = add_company(http, "4620816365213458", seed=11, customers=2, invoices=0)
     named = add_company(http, "123", seed=11, company_name="Müller & Søn Landscaping")
     assert same_seed["company_name"] == entry["company_name"] != first.server.state.company.name
     assert named["company_name"] == "Müller & Søn Landscaping"
     listing = http.get("/_emulator/companies").json()
-    assert [item["realm_id"] for item in listing] == [first.realm_id, "realm-b", "realm-c", "123"]
+    assert [item["realm_id"] for item in listing] == [
+        first.realm_id,
+        "4620816365213456",
+        "4620816365213458",
+        "123",
+    ]
     assert listing[1:] == [entry, same_seed, named]
-    _error(http.post("/_emulator/companies", json={"realm_id": "realm-b"}), 409)
+    _error(http.post("/_emulator/companies", json={"realm_id": "4620816365213456"}), 409)
 
 
 @pytest.mark.parametrize(
@@ -69,14 +74,15 @@ def test_added_company_is_listed_and_named_from_its_seed(first: Connection) -> N
         {},
         {"realm_id": ""},
         {"realm_id": "has space"},
-        {"realm_id": "x" * 65},
+        {"realm_id": "1" * 33},
+        {"realm_id": "realm-b"},
         {"realm_id": 42},
-        {"realm_id": "ok", "customers": -1},
-        {"realm_id": "ok", "invoices": 1.5},
-        {"realm_id": "ok", "seed": "11"},
-        {"realm_id": "ok", "customers": 0, "invoices": 3},
-        {"realm_id": "ok", "company_name": ""},
-        {"realm_id": "ok", "company_name": 7},
+        {"realm_id": "77", "customers": -1},
+        {"realm_id": "77", "invoices": 1.5},
+        {"realm_id": "77", "seed": "11"},
+        {"realm_id": "77", "customers": 0, "invoices": 3},
+        {"realm_id": "77", "company_name": ""},
+        {"realm_id": "77", "company_name": 7},
     ],
 )
 def test_bad_company_bodies_are_400(emulator, body: dict) -> None:
@@ -86,16 +92,16 @@ def test_bad_company_bodies_are_400(emulator, body: dict) -> None:
 
 def test_consent_picks_the_company_each_grant_belongs_to(first: Connection) -> None:
     http = first.http
-    add_company(http, "realm-b", seed=11)
+    add_company(http, "4620816365213456", seed=11)
     assert http.get("/_emulator/consent").json() == {"realm_id": first.realm_id}
     _error(http.post("/_emulator/consent", json={"realm_id": "nowhere"}), 404)
     _error(http.post("/_emulator/consent", json={}), 400)
     assert http.get("/_emulator/consent").json() == {"realm_id": first.realm_id}
 
-    second = connect(first.server, realm_id="realm-b")
-    assert second.realm_id == "realm-b"
-    assert http.get("/_emulator/consent").json() == {"realm_id": "realm-b"}
-    assert callback_params(authorize(http))["realmId"] == "realm-b"  # for every one after
+    second = connect(first.server, realm_id="4620816365213456")
+    assert second.realm_id == "4620816365213456"
+    assert http.get("/_emulator/consent").json() == {"realm_id": "4620816365213456"}
+    assert callback_params(authorize(http))["realmId"] == "4620816365213456"  # for every one after
     assert _customer_names(second) != _customer_names(first)
 
     statement = {"query": "select * from Customer"}
@@ -116,9 +122,9 @@ def test_consent_picks_the_company_each_grant_belongs_to(first: Connection) -> N
 
 
 def test_company_info_names_the_company(first: Connection) -> None:
-    add_company(first.http, "realm-b", seed=11, company_name="Harbor Bakery")
-    second = connect(first.server, realm_id="realm-b")
-    response = _company_info(second, "realm-b")
+    add_company(first.http, "4620816365213456", seed=11, company_name="Harbor Bakery")
+    second = connect(first.server, realm_id="4620816365213456")
+    response = _company_info(second, "4620816365213456")
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body) == {"CompanyInfo", "time"} and ENVELOPE_TIME.match(body["time"])
@@ -138,7 +144,7 @@ def test_company_info_names_the_company(first: Connection) -> None:
     own = _company_info(first, first.realm_id).json()["CompanyInfo"]
     assert own["CompanyName"] == first.server.state.company.name != "Harbor Bakery"
     stats = first.http.get("/_emulator/stats").json()["realms"]
-    assert stats["realm-b"]["by_status"] == {"200": 1}
+    assert stats["4620816365213456"]["by_status"] == {"200": 1}
     second.http.close()
 
 

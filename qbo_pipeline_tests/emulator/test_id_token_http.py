@@ -40,8 +40,8 @@ def _verified(http: httpx.Client, id_token: str, leeway: float = 0) -> dict:
 def openid(connected) -> Connection:
     """A connection to a second company, granted with the openid scope."""
     first = connected(customers=2, invoices=2)
-    add_company(first.http, "realm-b", seed=11, customers=2, invoices=2)
-    connection = connect(first.server, OPENID, realm_id="realm-b")
+    add_company(first.http, "4620816365213456", seed=11, customers=2, invoices=2)
+    connection = connect(first.server, OPENID, realm_id="4620816365213456")
     yield connection
     connection.http.close()
 
@@ -60,7 +60,7 @@ def test_id_token_verifies_and_names_the_consented_company(openid: Connection) -
     assert jwt.get_unverified_header(id_token) == {"alg": "RS256", "kid": key["kid"]}
     claims = _verified(openid.http, id_token)
     assert set(claims) == CLAIMS
-    assert claims["realmid"] == openid.realm_id == "realm-b"
+    assert claims["realmid"] == openid.realm_id == "4620816365213456"
     assert claims["aud"] == [CLIENT_ID]
     assert claims["exp"] - claims["iat"] == 3600
     assert claims["auth_time"] <= claims["iat"]
@@ -76,13 +76,15 @@ def test_refresh_carries_a_new_id_token_for_the_same_grant(openid: Connection) -
     openid.http.post("/_emulator/clock", json={"advance_seconds": 5})
     renewed = refresh(openid.http, openid.tokens["refresh_token"]).json()
     claims = _verified(openid.http, renewed["id_token"], leeway=10)
-    assert claims["realmid"] == "realm-b" and claims["sub"] == first["sub"]
+    assert claims["realmid"] == "4620816365213456" and claims["sub"] == first["sub"]
     assert claims["auth_time"] == first["auth_time"] and claims["iat"] >= first["iat"] + 5
 
 
 def test_a_changed_token_fails_verification(openid: Connection) -> None:
     header, payload, signature = openid.tokens["id_token"].split(".")
-    forged_claims = jwt.utils.base64url_decode(payload).replace(b"realm-b", b"realm-x")
+    forged_claims = jwt.utils.base64url_decode(payload).replace(
+        b"4620816365213456", b"4620816365213459"
+    )
     forged = ".".join((header, jwt.utils.base64url_encode(forged_claims).decode(), signature))
     with pytest.raises(jwt.InvalidSignatureError):
         _verified(openid.http, forged)

@@ -32,10 +32,10 @@ def pool() -> Iterator[ThreadPoolExecutor]:
 
 @pytest.fixture
 def two(connected) -> Iterator[tuple[Connection, Connection]]:
-    """Connections to two companies of one emulator: its own and realm-b."""
+    """Connections to two companies of one emulator: its own and 4620816365213456."""
     first = connected(customers=3, invoices=3)
-    add_company(first.http, "realm-b", seed=11, customers=3, invoices=3)
-    second = connect(first.server, realm_id="realm-b")
+    add_company(first.http, "4620816365213456", seed=11, customers=3, invoices=3)
+    second = connect(first.server, realm_id="4620816365213456")
     consent_to(first.http, first.realm_id)
     yield first, second
     second.http.close()
@@ -66,9 +66,9 @@ def _stall(http: httpx.Client, realm_id: str | None, seconds: float | None) -> d
 
 def test_a_stalled_realm_waits_while_others_answer_until_delete(two, pool) -> None:
     first, second = two
-    assert _stall(first.http, "realm-b", None) == {
+    assert _stall(first.http, "4620816365213456", None) == {
         "active": True,
-        "realm_id": "realm-b",
+        "realm_id": "4620816365213456",
         "seconds": None,
         "held": 0,
     }
@@ -95,11 +95,11 @@ def test_a_stalled_realm_waits_while_others_answer_until_delete(two, pool) -> No
 
 def test_a_stalled_realms_code_exchange_is_held_too(two, pool) -> None:
     first, _second = two
-    consent_to(first.http, "realm-b")
+    consent_to(first.http, "4620816365213456")
     stalled_code = callback_params(authorize(first.http))["code"]
     consent_to(first.http, first.realm_id)
     free_code = callback_params(authorize(first.http))["code"]
-    _stall(first.http, "realm-b", None)
+    _stall(first.http, "4620816365213456", None)
 
     exchange = {"grant_type": "authorization_code", "redirect_uri": REDIRECT_URI}
     held = _in_thread(pool, first.server.base_url, {**exchange, "code": stalled_code})

@@ -335,7 +335,7 @@ def test_admin_edit_refusals_are_one_line(hooked) -> None:
 
 def test_legacy_format_has_one_notification_per_realm(hooked, receiver: Receiver) -> None:
     qbo = hooked(webhook_format="legacy", webhook_batch_seconds=60)
-    other = add_company(qbo.http, "webhook-realm-b", customers=6, invoices=12)["realm_id"]
+    other = add_company(qbo.http, "4620816365213457", customers=6, invoices=12)["realm_id"]
     into = min(_top_level(_entities(qbo, "Customer")), key=int)
     created = _write(qbo, "customer", {"DisplayName": "Legacy Customer"})
     top = _top_level(_entities(qbo, "Customer", other))

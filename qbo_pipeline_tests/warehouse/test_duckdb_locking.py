@@ -102,7 +102,7 @@ def test_two_processes_writing_one_file_both_succeed(tmp_path: Path, fixtures_di
             stderr=subprocess.PIPE,
             text=True,
         )
-        for realm in ("realm-a", "realm-b")
+        for realm in ("4620816365213455", "4620816365213456")
     ]
     outcomes = [writer.communicate(timeout=120) for writer in writers]
 
@@ -110,7 +110,7 @@ def test_two_processes_writing_one_file_both_succeed(tmp_path: Path, fixtures_di
         assert writer.returncode == 0, err
         assert out.strip() == "done"
     warehouse = DuckDBWarehouse(path)
-    for realm in ("realm-a", "realm-b"):
+    for realm in ("4620816365213455", "4620816365213456"):
         assert warehouse.count("invoices", realm) == 5
         assert warehouse.count("invoice_lines", realm) == 21
         assert warehouse.query(

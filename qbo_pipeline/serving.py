@@ -7,14 +7,20 @@ first request. The emulator and the auth service both run this way.
 uvicorn closes idle keep-alive connections but gives a request no deadline for its
 headers, so a client trickling them a byte at a time (slowloris) holds a connection for
 as long as it likes; `HeaderDeadline` closes such a connection after `header_timeout`.
+
+With `Tls` files the server speaks HTTPS itself, for deployments without a proxy in
+front, and refuses anything older than TLS 1.2 (Intuit's checklist for apps).
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import h11
 import uvicorn
@@ -62,6 +68,41 @@ class HeaderDeadline(H11Protocol):
             self.transport.close()
 
 
+@dataclass(frozen=True)
+class Tls:
+    """A PEM certificate (its chain after it) and its unencrypted private key."""
+
+    cert: Path
+    key: Path
+
+    def check(self) -> None:
+        """Load the pair once now, so a wrong path or a key of another certificate stops the
+        start-up with one line rather than every handshake."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(self.cert, self.key)
+        except FileNotFoundError as error:
+            raise ConfigurationError(
+                f"--tls-cert/--tls-key: {error.filename} does not exist; give the paths of a "
+                "PEM certificate and its private key"
+            ) from None
+        except (OSError, ssl.SSLError) as error:
+            raise ConfigurationError(
+                f"--tls-cert {self.cert} and --tls-key {self.key} are not a PEM certificate "
+                f"and its unencrypted private key ({error.strerror or error}); check that "
+                "the key is the certificate's own"
+            ) from None
+
+
+class _Config(uvicorn.Config):
+    """uvicorn's settings, with TLS 1.2 the oldest protocol its context accepts."""
+
+    def load(self) -> None:
+        super().load()
+        if self.ssl is not None:
+            self.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+
+
 def with_header_timeout(seconds: float) -> type[HeaderDeadline]:
     return type("HeaderDeadline", (HeaderDeadline,), {"header_timeout": seconds})
 
@@ -82,8 +123,8 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def url_of(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+def url_of(host: str, port: int, scheme: str = "http") -> str:
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 class ThreadedServer:
@@ -97,14 +138,18 @@ class ThreadedServer:
         name: str = "server",
         lifespan: str = "off",
         header_timeout: float = HEADER_TIMEOUT,
+        tls: Tls | None = None,
     ) -> None:
+        if tls is not None:
+            tls.check()
         self.host = host
+        self._tls = tls
         self.name = name
         self._lifespan = lifespan
         self._protocol = with_header_timeout(header_timeout)
         self._socket = bind(host, port)
         self.port: int = self._socket.getsockname()[1]
-        self.base_url = url_of(host, self.port)
+        self.base_url = url_of(host, self.port, "https" if tls else "http")
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -112,13 +157,15 @@ class ThreadedServer:
         return f"{type(self).__name__}({self.base_url!r})"
 
     def _uvicorn(self, app: ASGIApp) -> uvicorn.Server:
-        config = uvicorn.Config(
+        config = _Config(
             app,
             log_level="warning",
             lifespan=self._lifespan,
             access_log=False,
             http=self._protocol,
             server_header=False,
+            ssl_certfile=self._tls.cert if self._tls else None,
+            ssl_keyfile=self._tls.key if self._tls else None,
         )
         self._server = uvicorn.Server(config)
         return self._server

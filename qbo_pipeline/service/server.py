@@ -12,7 +12,7 @@ from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.service.app import create_app
 from qbo_pipeline.service.security import require_admin_token
 from qbo_pipeline.service.webhooks import WEBHOOKS_PATH
-from qbo_pipeline.serving import HEADER_TIMEOUT, ThreadedServer
+from qbo_pipeline.serving import HEADER_TIMEOUT, ThreadedServer, Tls
 from qbo_pipeline.settings import Settings
 
 
@@ -20,23 +20,38 @@ class ServiceServer(ThreadedServer):
     """The auth service's socket, bound now; `start(app)` or `run(app)` serve it."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, header_timeout: float = HEADER_TIMEOUT
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        header_timeout: float = HEADER_TIMEOUT,
+        tls: Tls | None = None,
     ) -> None:
-        super().__init__(host, port, name="qbo-pipeline service", header_timeout=header_timeout)
+        super().__init__(
+            host, port, name="qbo-pipeline service", header_timeout=header_timeout, tls=tls
+        )
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None = None) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    settings: Settings | None = None,
+    tls: Tls | None = None,
+) -> None:
     """`qbo-pipeline serve`: check the configuration up front, then serve until stopped.
 
-    Refuses to start without QBO_ADMIN_TOKEN, and opens the token store (and its key)
-    before listening, so a bad deployment fails with one line instead of on a request.
+    Refuses to start without QBO_ADMIN_TOKEN, and opens the token store (and its key) and
+    the TLS files before listening, so a bad deployment fails with one line instead of on a
+    request.
     """
     settings = settings or Settings.from_env()
     require_admin_token(settings.admin_token)
+    if tls is not None:
+        tls.check()
     runtime = Runtime(settings)
     runtime.store  # noqa: B018 - opens the database and reads the key now
     app = create_app(runtime)
-    server = ServiceServer(host, port)
+    server = ServiceServer(host, port, tls=tls)
     webhooks = (
         f"QuickBooks webhooks at {server.base_url}{WEBHOOKS_PATH}"
         if settings.webhook_verifier_token

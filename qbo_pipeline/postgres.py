@@ -87,6 +87,19 @@ class Postgres:
         finally:
             pool.putconn(connection)
 
+    @contextmanager
+    def dedicated(self, application_name: str) -> Iterator[psycopg.Connection]:
+        """A connection of the block's own, outside the pool: for a session-level lock held
+        for minutes, which would otherwise take one of the pool's few connections."""
+        options = {**self._options, "application_name": application_name[:63]}
+        try:
+            connection = psycopg.connect(self._url, **options)
+        except psycopg.Error:
+            raise PostgresUnavailable(self._unreachable(self._connect_once() or "")) from None
+        with connection:
+            _in_utc(connection)
+            yield connection
+
     def close(self) -> None:
         """Close this process's connections; the object reopens them on demand."""
         with self._lock:

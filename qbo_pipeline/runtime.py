@@ -17,7 +17,8 @@ from qbo_pipeline.quickbooks.limiter import Limits, RealmLimiter, limiter_for
 from qbo_pipeline.quickbooks.oauth import OAuthClient
 from qbo_pipeline.settings import Settings
 from qbo_pipeline.vault.crypto import KeyRing
-from qbo_pipeline.vault.database import Database, open_database
+from qbo_pipeline.vault.database import Database, Held, holder_label, open_database
+from qbo_pipeline.vault.errors import RealmBusy
 from qbo_pipeline.vault.store import ConnectionStore
 from qbo_pipeline.vault.tokens import TokenProvider
 from qbo_pipeline.warehouse.base import Warehouse
@@ -104,6 +105,24 @@ class Runtime:
         return TokenProvider(
             self.store, self.oauth, refresh_margin=self.refresh_margin, limiter=self.limiter
         )
+
+    @contextmanager
+    def realm_turn(self, realm_id: str, what: str) -> Iterator[None]:
+        """The company for this block alone among every run that takes its turn, in any
+        process or machine sharing the token store: its request limits are one budget.
+
+        Dagster's run queue already keeps one run per realm partition; this holds where
+        the queue cannot see (report runs, another deployment, a CLI sync beside Dagster).
+        A turn not had within QBO_REALM_WAIT_SECONDS raises RealmBusy naming the holder.
+        """
+        label = holder_label(what)
+        try:
+            with self.database.hold(
+                f"realm-{realm_id}", holder=label, wait=self.settings.realm_wait_seconds
+            ):
+                yield
+        except Held as held:
+            raise RealmBusy(realm_id, held.holder, held.waited) from None
 
     @contextmanager
     def client(self, realm_id: str) -> Iterator[QuickBooksClient]:

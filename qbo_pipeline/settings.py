@@ -47,6 +47,8 @@ class Settings:
     token_keys: str | None = field(default=None, repr=False)
     token_key: str | None = field(default=None, repr=False)
     refresh_margin_seconds: int = 300
+    # How long a run waits for another run of the same company to finish (one at a time).
+    realm_wait_seconds: int = 600
     expiry_warning_days: int = 14
     # QBO's limits per realm (QBO_API.md §3); raise them only where Intuit granted more.
     requests_per_minute: int = DEFAULT_REQUESTS_PER_MINUTE
@@ -83,6 +85,7 @@ class Settings:
             token_keys=get("QBO_TOKEN_KEYS"),
             token_key=get("QBO_TOKEN_KEY"),
             refresh_margin_seconds=_whole_number(get, "QBO_REFRESH_MARGIN_SECONDS", 300),
+            realm_wait_seconds=_whole_number(get, "QBO_REALM_WAIT_SECONDS", 600),
             expiry_warning_days=_whole_number(get, "QBO_EXPIRY_WARNING_DAYS", 14),
             requests_per_minute=_positive_number(
                 get, "QBO_REQUESTS_PER_MINUTE", DEFAULT_REQUESTS_PER_MINUTE
@@ -130,6 +133,7 @@ class Settings:
             "QBO_TOKEN_KEYS": self.token_keys,
             "QBO_TOKEN_KEY": self.token_key,
             "QBO_REFRESH_MARGIN_SECONDS": str(self.refresh_margin_seconds),
+            "QBO_REALM_WAIT_SECONDS": str(self.realm_wait_seconds),
             "QBO_EXPIRY_WARNING_DAYS": str(self.expiry_warning_days),
             "QBO_REQUESTS_PER_MINUTE": str(self.requests_per_minute),
             "QBO_REQUESTS_PER_SECOND": str(self.requests_per_second),

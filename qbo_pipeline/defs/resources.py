@@ -78,6 +78,7 @@ _APP_VARIABLES = {
     "token_key": "QBO_TOKEN_KEY",
     "state_dir": "QBO_STATE_DIR",
     "refresh_margin_seconds": "QBO_REFRESH_MARGIN_SECONDS",
+    "realm_wait_seconds": "QBO_REALM_WAIT_SECONDS",
     "requests_per_minute": "QBO_REQUESTS_PER_MINUTE",
     "requests_per_second": "QBO_REQUESTS_PER_SECOND",
     "max_in_flight": "QBO_MAX_IN_FLIGHT",
@@ -104,6 +105,8 @@ class QuickBooksResource(SettingsFields):
     token_key: str | None = None
     state_dir: str | None = None
     refresh_margin_seconds: str | None = None
+    realm_wait_seconds: str | None = None
+    """How long a run waits while another run holds the same company (QBO_REALM_WAIT_SECONDS)."""
     requests_per_minute: str | None = None
     """QBO's limits per realm (QBO_REQUESTS_PER_MINUTE, ...); unset: Intuit's."""
     requests_per_second: str | None = None
@@ -111,9 +114,12 @@ class QuickBooksResource(SettingsFields):
     batch_requests_per_minute: str | None = None
 
     _runtime: Runtime | None = PrivateAttr(default=None)
+    _holder: str = PrivateAttr(default="a Dagster run")
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._runtime = None  # built on first use: a tick that reads nothing opens nothing
+        if context.run_id:
+            self._holder = f"Dagster run {context.run_id}"
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._runtime is not None:
@@ -128,8 +134,9 @@ class QuickBooksResource(SettingsFields):
 
     @contextmanager
     def client(self, realm_id: str) -> Iterator[QuickBooksClient]:
-        with self.runtime.client(realm_id) as client:
-            yield client
+        """The realm's client, for this run alone among every run of the realm."""
+        with self.runtime.realm_turn(realm_id, self._holder), self.runtime.client(realm_id) as c:
+            yield c
 
 
 class WarehouseResource(SettingsFields):

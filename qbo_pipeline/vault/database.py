@@ -17,14 +17,25 @@ statements take.
 
 Lock waits that time out raise `StoreBusy`, a file that is not a database raises
 `StoreUnreadable`: one line each, which the service answers as 503 and 500.
+
+`hold(name)` is the one long lock: a run holds its company for as long as it reads QBO,
+so that two runs never share (and overrun) one company's request limits, whichever
+process, machine or Dagster deployment they run in. On PostgreSQL it is a session
+advisory lock on a connection of its own, on SQLite an flock on a file beside the
+database; either is released by the operating system or the server when its process
+dies, so a killed run never leaves its company held.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import socket
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +48,8 @@ from qbo_pipeline.vault.errors import StoreBusy, StoreUnreadable, StoreWriteFail
 DATABASE_URL_VARIABLE = "QBO_DATABASE_URL"
 # Transactions are a few statements long, so a long wait means something is stuck.
 LOCK_TIMEOUT_SECONDS = 30.0
+# How often a wait for a held name looks again.
+HOLD_POLL_SECONDS = 0.25
 _ACCEPTED_FORMS = (
     "unset (a SQLite file in the project), sqlite:///relative/path.db, "
     "sqlite:////absolute/path.db or postgresql://user:password@host:5432/dbname"
@@ -212,8 +225,62 @@ class Database(ABC):
                         tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             _schemas_ready.add(key)
 
+    @abstractmethod
+    def hold(self, name: str, *, holder: str, wait: float) -> Any:
+        """Context manager: `name` held against every other holder until the block ends."""
+
     def close(self) -> None:  # noqa: B027 - only pooling engines have something to release
         """Release pooled connections; the object stays usable and reconnects on demand."""
+
+
+class Held(Exception):
+    """`name` stayed held by `holder` (None: it did not say) for the whole wait."""
+
+    def __init__(self, name: str, holder: str | None, waited: float) -> None:
+        super().__init__(f"{name} held by {holder or 'another process'} for {waited:g} s")
+        self.name, self.holder, self.waited = name, holder, waited
+
+
+def holder_label(what: str) -> str:
+    """How a holder names itself to those waiting: what it is, and where it runs."""
+    return f"{what} on {socket.gethostname()}, pid {os.getpid()}, since {_now_text()}"
+
+
+def _now_text() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def wait_for_hold(
+    name: str,
+    attempt: Callable[[], bool],
+    wait: float,
+    current_holder: Callable[[], str | None],
+) -> None:
+    """Try `attempt` until it succeeds; past `wait` seconds, raise Held naming the holder."""
+    deadline = time.monotonic() + wait
+    while not attempt():
+        if time.monotonic() >= deadline:
+            raise Held(name, current_holder(), wait)
+        time.sleep(HOLD_POLL_SECONDS)
+
+
+def _file_name(name: str) -> str:
+    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise ValueError(f"a hold's name is letters, digits, '-', '_' and '.'; not {name!r}")
+    return f"{name}.lock"
+
+
+def _try_flock(handle: Any) -> bool:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _read_holder(handle: Any) -> str | None:
+    handle.seek(0)
+    return handle.read().strip() or None
 
 
 def _missing(
@@ -334,6 +401,25 @@ class SQLiteDatabase(Database):
                 "and reconnect the companies"
             )
         return error
+
+    @contextmanager
+    def hold(self, name: str, *, holder: str, wait: float) -> Iterator[None]:
+        """Hold `name` for the block against every other holder, in any process.
+
+        Waits up to `wait` seconds, then raises `Held` naming the current holder as it
+        described itself (its `holder`).
+        """
+        directory = self.path.parent / f"{self.path.name}.holds"
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / _file_name(name), "a+", encoding="utf-8") as handle:
+            wait_for_hold(name, lambda: _try_flock(handle), wait, lambda: _read_holder(handle))
+            handle.truncate(0)
+            handle.write(holder)
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.truncate(0)  # flock goes with the file's closing
 
 
 def _sqlite_value(value: Any) -> Any:

@@ -67,6 +67,22 @@ class RefreshLockTimeout(VaultError):
         )
 
 
+class RealmBusy(VaultError):
+    """Another run held the company for as long as this one was willing to wait."""
+
+    transient = True
+
+    def __init__(self, realm_id: str, holder: str | None, seconds: float) -> None:
+        self.realm_id = realm_id
+        self.holder = holder
+        super().__init__(
+            f"realm {realm_id} is being read by another run ({holder or 'holder unknown'}) "
+            f"and this run waited {seconds:g} s for it; one run per company keeps its 500 "
+            "requests a minute for one reader: retry when that run ends, or raise "
+            "QBO_REALM_WAIT_SECONDS"
+        )
+
+
 class StoreBusy(VaultError):
     """The token store's database stayed locked by other connections for too long."""
 

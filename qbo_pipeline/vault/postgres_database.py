@@ -16,8 +16,12 @@ from qbo_pipeline.vault.database import (
     LOCK_TIMEOUT_SECONDS,
     Database,
     Transaction,
+    wait_for_hold,
 )
 from qbo_pipeline.vault.errors import StoreBusy
+
+# Who holds each name, as the holder described itself; read only while the name is held.
+_HOLDS_SCHEMA = ["CREATE TABLE IF NOT EXISTS qbo_holds (name TEXT PRIMARY KEY, holder TEXT)"]
 
 
 class PostgresDatabase(Database):
@@ -87,6 +91,36 @@ class PostgresDatabase(Database):
 
     def advisory_lock(self, tx: Transaction, name: str) -> None:
         tx.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (name,))
+
+    @contextmanager
+    def hold(self, name: str, *, holder: str, wait: float) -> Iterator[None]:
+        """A session advisory lock in a key space of its own (the two-key form), on a
+        connection of its own; the holder's description goes in `qbo_holds` for those
+        waiting (pg_stat_activity's application_name is cut at 63 bytes)."""
+        self.create_schema(_HOLDS_SCHEMA, tables=["qbo_holds"])
+        with self._postgres.dedicated(f"qbo-pipeline {name}") as connection:
+
+            def attempt() -> bool:
+                row = connection.execute(
+                    "SELECT pg_try_advisory_lock(hashtext('qbo_pipeline.hold'), hashtext(%s))"
+                    " AS held",
+                    [name],
+                ).fetchone()
+                return bool(row and row["held"])
+
+            def current_holder() -> str | None:
+                row = connection.execute(
+                    "SELECT holder FROM qbo_holds WHERE name = %s", [name]
+                ).fetchone()
+                return row["holder"] if row else None
+
+            wait_for_hold(name, attempt, wait, current_holder)
+            connection.execute(
+                "INSERT INTO qbo_holds (name, holder) VALUES (%s, %s) "
+                "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder",
+                [name, holder],
+            )
+            yield  # closing the connection ends the session, and the lock with it
 
     def close(self) -> None:
         self._postgres.close()

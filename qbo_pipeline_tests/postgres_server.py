@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL server for the test session, from the machine's binaries.
+"""The test session's PostgreSQL server: a throwaway one from the machine's binaries.
 
 Tests run against a real server, not a mock. QBO_TEST_POSTGRES_URL points at an existing
 server instead (each test session still creates its own databases there).
@@ -6,105 +6,23 @@ server instead (each test session still creates its own databases there).
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import psycopg
 
-
-def _binaries() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    if initdb:
-        return Path(initdb).parent
-    raise RuntimeError(
-        "PostgreSQL binaries not found under /usr/lib/postgresql/*/bin; "
-        "install the 'postgresql' Debian package or set QBO_TEST_POSTGRES_URL"
-    )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _as_server_user(command: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root; CI runs as root, so drop to the postgres user."""
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *command]
-    return command
+from qbo_pipeline import throwaway_postgres
 
 
 @contextmanager
 def postgres_server() -> Iterator[str]:
-    """Yield the URL of a superuser connection to a fresh server; stop it afterwards."""
+    """Yield the URL of a superuser connection to the session's server."""
     if existing := os.environ.get("QBO_TEST_POSTGRES_URL"):
         yield existing
         return
-    bin_dir = _binaries()
-    root = Path(tempfile.mkdtemp(prefix="qbo-pg-"))
-    data = root / "data"
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-    port = _free_port()
-    subprocess.run(
-        _as_server_user(
-            [str(bin_dir / "initdb"), "-D", str(data), "-U", "qbo", "--auth=trust", "-E", "UTF8"]
-        ),
-        check=True,
-        capture_output=True,
-    )
-    server = subprocess.Popen(
-        _as_server_user(
-            [
-                str(bin_dir / "postgres"),
-                "-D",
-                str(data),
-                "-p",
-                str(port),
-                "-k",
-                str(root),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "max_connections=200",
-            ]
-        ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"postgresql://qbo@127.0.0.1:{port}/postgres"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                psycopg.connect(url, connect_timeout=2).close()
-                break
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("the test PostgreSQL server did not start") from None
-                time.sleep(0.2)
+    with throwaway_postgres.postgres_server() as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def create_database(server_url: str, name: str) -> str:

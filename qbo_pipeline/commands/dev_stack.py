@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import httpx
 
 from qbo_pipeline.commands.demo_run import authorize_through, ensure_token_key
 from qbo_pipeline.commands.execution import dagster_home, sync_realms
+from qbo_pipeline.commands.process_groups import stop_process_group
 from qbo_pipeline.emulator.config import EmulatorConfig
 from qbo_pipeline.emulator.server import EmulatorServer
 from qbo_pipeline.errors import PipelineError
@@ -41,8 +40,6 @@ load_from:
 """
 # `dagster dev` shuts its webserver and daemon down within this on SIGTERM.
 DAGSTER_SHUTDOWN_SECONDS = 30
-# What is left of its process group after that gets this long to end on SIGTERM.
-STRAGGLER_SECONDS = 10
 
 
 @dataclass
@@ -149,7 +146,7 @@ class DevStack:
 
     def stop(self) -> None:
         if self._dagster is not None:
-            _stop_process_group(self._dagster)
+            stop_process_group(self._dagster, DAGSTER_SHUTDOWN_SECONDS)
         if self._service is not None:
             self._service.stop()
         if self.emulator is not None:
@@ -172,43 +169,6 @@ class DevStack:
                 "Ctrl-C stops everything.",
             ]
         )
-
-
-def _stop_process_group(leader: subprocess.Popen) -> None:
-    """End `dagster dev` and everything it started, politely first.
-
-    On SIGTERM `dagster dev` stops its webserver and daemon, but not what outlives them:
-    its code server and that server's gRPC child keep running until their heartbeat
-    times out (up to 45 s), and a run under way runs on. So the leader goes first (its
-    own orderly shutdown), then the rest of the group gets SIGTERM (a run interrupted so
-    records its failure, where SIGKILL would leave it STARTED and its realm busy for
-    qbo_webhook_sensor), and whatever is left after STRAGGLER_SECONDS gets SIGKILL.
-    """
-    group = leader.pid  # process_group=0: the group is named after its leader
-    if leader.poll() is None:
-        leader.terminate()
-        try:
-            leader.wait(timeout=DAGSTER_SHUTDOWN_SECONDS)
-        except subprocess.TimeoutExpired:
-            leader.kill()
-            leader.wait()
-    if not _signal_group(group, signal.SIGTERM):
-        return
-    deadline = time.monotonic() + STRAGGLER_SECONDS
-    while time.monotonic() < deadline:
-        time.sleep(0.1)
-        if not _signal_group(group, 0):
-            return
-    _signal_group(group, signal.SIGKILL)
-
-
-def _signal_group(group: int, signum: int) -> bool:
-    """Send `signum` (0: only look) to the process group; False once it has no process."""
-    try:
-        os.killpg(group, signum)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _without_settings(environ: os._Environ | dict[str, str]) -> dict[str, str]:

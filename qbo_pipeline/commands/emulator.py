@@ -41,6 +41,7 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
             seed=args.seed,
             customers=args.customers,
             invoices=args.invoices,
+            realms=args.realms,
             data=Path(args.data) if args.data else None,
             client_id=args.client_id,
             client_secret=args.client_secret,
@@ -76,6 +77,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     emulator.add_argument("--seed", type=int, default=7)
     emulator.add_argument("--customers", type=int, default=60)
     emulator.add_argument("--invoices", type=int, default=150)
+    emulator.add_argument(
+        "--realms",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve N companies, each with its own data (seed + i), limits, tokens and "
+        "webhooks; consent picks them in turn, or the one an authorize link's realm_hint names",
+    )
     emulator.add_argument("--data", help="replay entities from a JSON Lines file")
     emulator.add_argument("--client-id", help="accept only this client id")
     emulator.add_argument("--client-secret", help="accept only this client secret")

@@ -39,6 +39,10 @@ class EmulatorConfig:
     # generated data.
     data: Path | None = None
     realm_id: str = "9341453050298454"
+    # Companies served from the start, each with its own generated data (seed + i), limits,
+    # tokens and webhooks: realm_id, realm_id + 1, ... With more than one, the consent
+    # page picks them in turn, or the one an authorize link's `realm_hint` names.
+    realms: int = 1
     # When both are set, any other client credentials get invalid_client.
     client_id: str | None = None
     client_secret: str | None = None
@@ -83,6 +87,10 @@ class EmulatorConfig:
 
     def __post_init__(self) -> None:
         check_realm_id(self.realm_id)
+        if isinstance(self.realms, bool) or not isinstance(self.realms, int) or self.realms < 1:
+            raise ValueError(f"realms must be a whole number of at least 1, not {self.realms!r}")
+        if self.realms > 1 and self.data is not None:
+            raise ValueError("realms above 1 generate their companies; replayed data is one")
         if self.rotation not in ROTATION_POLICIES:
             raise ValueError(
                 f"rotation must be one of {', '.join(ROTATION_POLICIES)}, not {self.rotation!r}"
@@ -122,6 +130,12 @@ class EmulatorConfig:
             self.webhook_retry_scale,
             self.webhook_batch_seconds,
         )
+
+
+def realm_ids(config: EmulatorConfig) -> list[str]:
+    """The companies the emulator starts with: `realm_id` and the next `realms - 1` ids."""
+    first = int(config.realm_id)
+    return [config.realm_id] + [str(first + i) for i in range(1, config.realms)]
 
 
 def check_realm_id(value: object) -> str:

@@ -1,9 +1,10 @@
 """Intuit's OAuth 2.0 server as QBO clients see it: discovery, JWKS, authorize, token,
 revoke and userinfo.
 
-Consent is given at once, for the company the admin API says the user picks (the
-emulator's first one unless told otherwise), so a client's whole connect flow (redirect,
-callback, code exchange) runs unattended.
+Consent is given at once, so a client's whole connect flow (redirect, callback, code
+exchange) runs unattended. The company it grants is, as on Intuit's company picker, the
+one the user picks: the one an authorize link's `realm_hint` names, else the admin API's
+choice, else (an emulator started with several companies) each company in turn.
 """
 
 from __future__ import annotations
@@ -81,7 +82,10 @@ async def authorize(request: Request) -> Response:
         error = "invalid_scope"
     if error:
         return _redirect(redirect_uri, {"error": error, "state": csrf})
-    realm_id = state.consent_realm
+    try:
+        realm_id = state.pick_company(params.get("realm_hint"))
+    except KeyError:
+        return HTMLResponse("<h1>400 Bad Request</h1><p>realm_hint names no company</p>", 400)
     code = state.tokens.issue_code(
         client_id=client_id,
         redirect_uri=redirect_uri,

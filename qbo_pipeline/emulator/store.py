@@ -19,7 +19,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from qbo_pipeline.emulator.company import Company
-from qbo_pipeline.emulator.config import FAULT_KINDS, EmulatorConfig, check_fault_rates
+from qbo_pipeline.emulator.config import (
+    FAULT_KINDS,
+    EmulatorConfig,
+    check_fault_rates,
+    realm_ids,
+)
 from qbo_pipeline.emulator.limits import Limits
 from qbo_pipeline.emulator.signing import SigningKey
 from qbo_pipeline.emulator.tokens import TokenAuthority
@@ -235,9 +240,14 @@ class EmulatorState:
             refresh_ttl=config.refresh_token_ttl,
             rotation=config.rotation,
         )
-        self.companies: dict[str, Company] = {config.realm_id: _build_company(config)}
-        # The company the emulated user picks on Intuit's consent page.
-        self.consent_realm = config.realm_id
+        self.companies: dict[str, Company] = {
+            realm_id: _build_company(config, realm_id, offset)
+            for offset, realm_id in enumerate(realm_ids(config))
+        }
+        # The company the emulated user picks on Intuit's consent page: the admin API's
+        # choice; None (several companies and no choice) picks them in turn.
+        self.consent_realm: str | None = config.realm_id if config.realms == 1 else None
+        self.consents = 0
         self.signing_key = SigningKey()
         self.token_stall = TokenEndpointStall()
         self.faults = InjectedFaults()
@@ -254,7 +264,19 @@ class EmulatorState:
         self.churn_task: asyncio.Task[None] | None = None
         settings = WebhookSettings.from_config(config)
         self.webhooks = WebhookDispatcher(settings) if settings else None
-        self._wire(self.companies[config.realm_id])
+        for company in self.companies.values():
+            self._wire(company)
+
+    def pick_company(self, hint: str | None) -> str:
+        """The company one consent grants: the hinted one, the admin API's choice, or the
+        next in turn (KeyError for a hint naming no company)."""
+        if hint is not None:
+            return self.companies[hint].realm_id
+        if self.consent_realm is not None:
+            return self.consent_realm
+        realms = list(self.companies)
+        self.consents += 1
+        return realms[(self.consents - 1) % len(realms)]
 
     def add_company(self, company: Company) -> None:
         self.companies[company.realm_id] = company
@@ -308,7 +330,7 @@ class EmulatorState:
         ) and hmac.compare_digest(client_secret.encode(), expected_secret.encode())
 
 
-def _build_company(config: EmulatorConfig) -> Company:
+def _build_company(config: EmulatorConfig, realm_id: str, offset: int) -> Company:
     if config.data is not None:
-        return Company.replayed(config.realm_id, config.data)
-    return Company.generated(config.realm_id, config.seed, config.customers, config.invoices)
+        return Company.replayed(realm_id, config.data)
+    return Company.generated(realm_id, config.seed + offset, config.customers, config.invoices)

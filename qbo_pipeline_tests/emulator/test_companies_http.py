@@ -8,6 +8,9 @@ import re
 import httpx
 import pytest
 
+from qbo_pipeline import cli
+from qbo_pipeline.commands import emulator as emulator_command
+from qbo_pipeline.emulator.config import EmulatorConfig, realm_ids
 from qbo_pipeline_tests.emulator.conftest import (
     Connection,
     add_company,
@@ -158,3 +161,46 @@ def test_company_info_by_another_id_or_without_a_token(first: Connection) -> Non
     first.http.post("/_emulator/faults", json={"status": 503, "count": 1})
     assert _company_info(first, first.realm_id).status_code == 503
     assert _company_info(first, first.realm_id).status_code == 200
+
+
+def test_an_emulator_of_many_companies_grants_them_in_turn_or_as_hinted(connected) -> None:
+    """`--realms N`: each company its own data and grant; Intuit's company picker is the
+    turn, or the authorize link's realm_hint."""
+    first = connected(realms=3, **SMALL)
+    ids = [first.realm_id, str(int(first.realm_id) + 1), str(int(first.realm_id) + 2)]
+    listing = first.http.get("/_emulator/companies").json()
+    assert [company["realm_id"] for company in listing] == ids
+    assert len({company["company_name"] for company in listing}) == 3
+    assert first.http.get("/_emulator/consent").json() == {"realm_id": None}
+
+    second, third, fourth = (connect(first.server, paced=False) for _ in range(3))
+    assert [second.realm_id, third.realm_id, fourth.realm_id] == [ids[1], ids[2], ids[0]]
+    assert len({frozenset(_customer_names(c)) for c in (first, second, third)}) == 3
+    hinted = callback_params(authorize(first.http, realm_hint=ids[1]))
+    assert hinted["realmId"] == ids[1]
+    unknown = authorize(first.http, realm_hint="5")
+    assert unknown.status_code == 400 and "realm_hint names no company" in unknown.text
+
+    # Each company's limits are its own: one company's burst leaves another's untouched.
+    first.http.post("/_emulator/stats/reset").raise_for_status()
+    for _ in range(12):
+        third.query("select count(*) from Customer")
+    stats = first.http.get("/_emulator/stats").json()["realms"]
+    assert stats[ids[2]]["throttled"] > 0 and ids[0] not in stats
+    assert first.query("select count(*) from Customer").status_code == 200
+    for connection in (second, third, fourth):
+        connection.http.close()
+
+
+@pytest.mark.parametrize("realms", [0, -1, True, 1.5])
+def test_a_bad_number_of_realms_is_refused(realms) -> None:
+    with pytest.raises(ValueError, match="realms must be a whole number"):
+        EmulatorConfig(realms=realms)
+
+
+def test_the_cli_serves_many_companies_and_refuses_zero(capsys) -> None:
+    config = emulator_command._config(cli._parser().parse_args(["emulator", "--realms", "50"]))
+    assert config.realms == 50 and len(realm_ids(config)) == len(set(realm_ids(config))) == 50
+    assert cli.main(["emulator", "--realms", "0"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "realms must be a whole number of at least 1" in error and "\n" not in error

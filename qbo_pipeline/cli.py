@@ -1,4 +1,5 @@
-"""The `qbo-pipeline` command: demo, dev, emulator, sync, analytics, auth, keys and serve.
+"""The `qbo-pipeline` command: demo, dev, emulator, sync, analytics, auth, keys, realms and
+serve.
 
 Every failure the user can fix ends as one line on stderr and exit status 2 (1 for a
 failed sync run), never a traceback: bad settings, a wrong key, an unknown realm. Those
@@ -13,7 +14,17 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from qbo_pipeline.commands import analytics, auth, demo, dev, emulator, keys, serve, sync
+from qbo_pipeline.commands import (
+    analytics,
+    auth,
+    demo,
+    dev,
+    emulator,
+    keys,
+    realms,
+    serve,
+    sync,
+)
 from qbo_pipeline.errors import PipelineError
 
 
@@ -24,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    for group in (demo, dev, emulator, sync, analytics, auth, keys, serve):
+    for group in (demo, dev, emulator, sync, analytics, auth, keys, realms, serve):
         group.add_parser(commands)
     return parser
 

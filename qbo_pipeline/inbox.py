@@ -167,6 +167,18 @@ class WebhookInbox:
                 )
         return marked
 
+    def forget(self, realm_id: str) -> int:
+        """Delete every event of a company whose data is purged; returns how many."""
+        with self.db.transaction() as tx:
+            return tx.execute(f"DELETE FROM {EVENTS_TABLE} WHERE realm_id = ?", (realm_id,))
+
+    def count_for(self, realm_id: str) -> int:
+        with self.db.read() as tx:
+            row = tx.one(
+                f"SELECT count(*) AS n FROM {EVENTS_TABLE} WHERE realm_id = ?", (realm_id,)
+            )
+        return int(row["n"]) if row else 0
+
     def counts(self) -> dict[str, int]:
         """Events per status, for status pages and tests."""
         with self.db.read() as tx:

@@ -23,6 +23,7 @@ from qbo_pipeline.defs import jobs
 from qbo_pipeline.defs.partitions import realm_partitions
 from qbo_pipeline.defs.resources import AlertsResource, QuickBooksResource
 from qbo_pipeline.errors import PipelineError
+from qbo_pipeline.vault.store import Connection, ConnectionStatus
 
 EVENTS_PER_TICK = 1000
 # Without a cursor (first tick, or after a reset) only recent problems are alerted, so a
@@ -38,22 +39,41 @@ DELIVERY_BUDGET_SECONDS = 30.0
 def realm_partitions_sensor(
     context: dg.SensorEvaluationContext, quickbooks: QuickBooksResource
 ) -> dg.SensorResult | dg.SkipReason:
-    """Adds a partition for each newly connected company and runs its first sync."""
+    """Adds a partition for each newly connected company and runs its first sync, and
+    retires the partition of a company revoked (or purged): the schedules, sensors and
+    freshness checks that go by the partitions leave it alone, and its data stays until
+    `qbo-pipeline realms purge`. A company needing reauthorisation keeps its partition,
+    so its checks keep saying it is stale until someone reconnects it."""
     try:
         connections = quickbooks.runtime.store.list()
     except PipelineError as error:
         return dg.SkipReason(f"cannot read the QuickBooks connections: {error}")
-    active = {c.realm_id for c in connections if c.status == "active"}
+    by_realm = {c.realm_id: c for c in connections}
+    live = {realm for realm, c in by_realm.items() if c.status != ConnectionStatus.REVOKED}
     known = set(context.instance.get_dynamic_partitions(realm_partitions.name))
-    new = sorted(active - known)
+    new = sorted(realm for realm in live - known if by_realm[realm].status == "active")
+    retired = sorted(known - live)
     if new:
         context.log.info(f"new QuickBooks connections: {', '.join(new)}")
+    if retired:
+        context.log.info(f"retired the partitions of revoked companies: {', '.join(retired)}")
+    requests = []
+    if new:
+        requests.append(realm_partitions.build_add_request(new))
+    if retired:
+        requests.append(realm_partitions.build_delete_request(retired))
     return dg.SensorResult(
         run_requests=[
-            dg.RunRequest(partition_key=realm, run_key=f"first-sync-{realm}") for realm in new
+            # A company reconnected after its partition was retired gets a first sync again.
+            dg.RunRequest(partition_key=realm, run_key=_first_sync_key(by_realm[realm]))
+            for realm in new
         ],
-        dynamic_partitions_requests=[realm_partitions.build_add_request(new)] if new else [],
+        dynamic_partitions_requests=requests,
     )
+
+
+def _first_sync_key(connection: Connection) -> str:
+    return f"first-sync-{connection.realm_id}-{connection.updated_at:%Y%m%dT%H%M%S}"
 
 
 @dataclass(frozen=True)

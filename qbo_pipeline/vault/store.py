@@ -255,6 +255,22 @@ class ConnectionStore:
             rows = tx.all(f"SELECT * FROM {CONNECTIONS_TABLE} ORDER BY realm_id")
         return [Connection.from_row(row) for row in rows]
 
+    def forget(self, realm_id: str) -> bool:
+        """Delete a revoked connection's record (its tokens are dead already); the event log
+        keeps its history. An active or broken connection is refused: revoke it first."""
+        check_realm_id(realm_id)
+        with self.db.transaction() as tx:
+            row = tx.one(f"SELECT status FROM {CONNECTIONS_TABLE} WHERE realm_id = ?", (realm_id,))
+            if row is None:
+                return False
+            if row["status"] != ConnectionStatus.REVOKED:
+                raise VaultError(
+                    f"realm {realm_id} is still connected ({row['status']}); revoke it first: "
+                    f"`qbo-pipeline auth revoke --realm {realm_id}`"
+                )
+            tx.execute(f"DELETE FROM {CONNECTIONS_TABLE} WHERE realm_id = ?", (realm_id,))
+        return True
+
     def events(
         self, after_id: int = 0, *, realm_id: str | None = None, limit: int = 1000
     ) -> list[TokenEvent]:

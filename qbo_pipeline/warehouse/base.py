@@ -97,6 +97,10 @@ class Warehouse(Protocol):
 
     def count(self, table: str, realm_id: str | None = None) -> int: ...
 
+    def realm_rows(self, realm_id: str) -> dict[str, int]: ...
+
+    def purge_realm(self, realm_id: str) -> dict[str, int]: ...
+
     def query(self, sql: str, params: Sequence = ()) -> list[tuple]: ...
 
     def close(self) -> None: ...
@@ -408,6 +412,40 @@ class SqlWarehouse(ABC):
             session.stage(SEEN, {"id": "TEXT"}, ((str(entity_id),) for entity_id in seen_ids))
             rows = session.run(schema.select_unseen(table), [realm_id])
         return sorted(row[0] for row in rows)
+
+    # --- a company's data ---------------------------------------------------------------
+
+    def _realm_tables(self) -> list[Table]:
+        return [
+            table
+            for table in self._tables.values()
+            if any(column.name == schema.REALM_ID.name for column in table.columns)
+        ]
+
+    def realm_rows(self, realm_id: str) -> dict[str, int]:
+        """The company's rows per table that has any: what `purge_realm` would delete."""
+        self._ready()
+        found = {}
+        for table in self._realm_tables():
+            sql = f"SELECT count(*) FROM {table.qualified} WHERE realm_id = $1"
+            rows = self.query(sql, [realm_id])
+            if rows[0][0]:
+                found[table.name] = int(rows[0][0])
+        return found
+
+    def purge_realm(self, realm_id: str) -> dict[str, int]:
+        """Delete every row of the company, its cursors included, in one transaction (a
+        failure leaves everything); returns the rows deleted per table that had any."""
+        self._ready()
+        deleted: dict[str, int] = {}
+        with self._session() as session:
+            for table in self._realm_tables():
+                count = session.count(
+                    f"DELETE FROM {table.qualified} WHERE realm_id = $1", [realm_id]
+                )
+                if count:
+                    deleted[table.name] = count
+        return deleted
 
     # --- reports -----------------------------------------------------------------------
 

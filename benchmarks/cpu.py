@@ -36,7 +36,7 @@ from qbo_pipeline.warehouse import Warehouse, connect_warehouse
 from qbo_pipeline.warehouse.normalise import encode_batch
 
 BATCH = 5_000
-REALM = "bench-realm"
+REALM = "4620816365213999"
 
 
 def _number(value: object) -> object:

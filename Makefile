@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.cpu
 	$(BIN)/python -m benchmarks.sync_bench
 	$(BIN)/python -m benchmarks.analytics_bench
+	$(BIN)/python -m benchmarks.postgres_bench
 	$(BIN)/python -m benchmarks.vault_bench
 	$(BIN)/python -m benchmarks.webhook_bench
 	$(BIN)/python -m benchmarks.webhook_fuzz

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from benchmarks.run import CLI, Figure
 from benchmarks.sync_bench import (
@@ -33,11 +31,9 @@ from benchmarks.sync_bench import (
     MIB,
     Company,
     Emulator,
-    connect,
+    connected_company,
     phase,
-    pipeline_env,
     reaped,
-    start_emulator,
 )
 
 SHARE_OF_SYNC_GOAL = 0.5
@@ -70,37 +66,30 @@ def _ledger_rows(env: dict[str, str]) -> int:
 
 
 def bench(company: Company, latency_ms: int) -> Build:
-    from qbo_pipeline.vault.crypto import generate_key
-
-    phase(
-        f"{company.name}: generating {company.customers:,} customers, {company.invoices:,} invoices"
-    )
-    emulator = start_emulator(company, latency_ms)
-    try:
-        with tempfile.TemporaryDirectory(prefix="qbo-analytics-bench-") as temporary:
-            folder = Path(temporary)
-            env = pipeline_env(emulator, folder, generate_key())
-            realm = connect(env)
-            phase(f"{company.name}: full sync (not measured)")
-            sync_seconds, _ = reaped([CLI, "sync"], env, folder / "sync.log", "the full sync")
-            before = _requests(emulator, realm)
-            phase(f"{company.name}: qbo-pipeline analytics")
-            log = folder / "analytics.log"
-            seconds, usage = reaped([CLI, "analytics"], env, log, "qbo-pipeline analytics")
-            requests = _requests(emulator, realm) - before
-            summary = [line for line in log.read_text().splitlines() if "qbo_analytics run" in line]
-            return Build(
-                company,
-                sync_seconds,
-                seconds,
-                usage.ru_utime + usage.ru_stime,
-                usage.ru_maxrss * 1024 / MIB,
-                requests,
-                _ledger_rows(env),
-                summary[-1] if summary else "",
-            )
-    finally:
-        emulator.stop()
+    with connected_company(company, latency_ms, "qbo-analytics-bench-") as (
+        emulator,
+        folder,
+        env,
+        realm,
+    ):
+        phase(f"{company.name}: full sync (not measured)")
+        sync_seconds, _ = reaped([CLI, "sync"], env, folder / "sync.log", "the full sync")
+        before = _requests(emulator, realm)
+        phase(f"{company.name}: qbo-pipeline analytics")
+        log = folder / "analytics.log"
+        seconds, usage = reaped([CLI, "analytics"], env, log, "qbo-pipeline analytics")
+        requests = _requests(emulator, realm) - before
+        summary = [line for line in log.read_text().splitlines() if "qbo_analytics run" in line]
+        return Build(
+            company,
+            sync_seconds,
+            seconds,
+            usage.ru_utime + usage.ru_stime,
+            usage.ru_maxrss * 1024 / MIB,
+            requests,
+            _ledger_rows(env),
+            summary[-1] if summary else "",
+        )
 
 
 def figures(build: Build) -> list[Figure]:

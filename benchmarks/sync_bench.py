@@ -40,7 +40,8 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -504,6 +505,27 @@ def measured_sync(env: dict[str, str], folder: Path, label: str) -> RunCost:
         peak_rss_mib=usage.ru_maxrss / 1024,
         memory=memory_peaks(report),
     )
+
+
+@contextmanager
+def connected_company(
+    company: Company, latency_ms: int, prefix: str
+) -> Iterator[tuple[Emulator, Path, dict[str, str], str]]:
+    """The company's emulator, a scratch folder, the pipeline's environment and the realm
+    connected through OAuth (not measured); the emulator stops afterwards."""
+    from qbo_pipeline.vault.crypto import generate_key
+
+    phase(
+        f"{company.name}: generating {company.customers:,} customers, {company.invoices:,} invoices"
+    )
+    emulator = start_emulator(company, latency_ms)
+    try:
+        with tempfile.TemporaryDirectory(prefix=prefix) as temporary:
+            folder = Path(temporary)
+            env = pipeline_env(emulator, folder, generate_key())
+            yield emulator, folder, env, connect(env)
+    finally:
+        emulator.stop()
 
 
 def connect(env: dict[str, str]) -> str:

@@ -1,8 +1,9 @@
 """A throwaway PostgreSQL server from the machine's binaries, gone when the block ends.
 
 For what needs a server and has none: the local production stack (`deploy/local/run.sh`
-without DAGSTER_POSTGRES_URL) and the test suite. Durability is off (fsync=off): the data
-does not outlive the server anyway.
+without DAGSTER_POSTGRES_URL), the test suite and the benchmarks. Durability is off
+(fsync=off) unless asked for: the data does not outlive the server anyway, but a
+benchmark measures a server as deployed.
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ def _as_server_user(command: list[str]) -> list[str]:
 
 
 @contextmanager
-def postgres_server() -> Iterator[str]:
-    """Yield the URL of a superuser connection to a fresh server; stop it afterwards."""
+def postgres_server(*, durable: bool = False) -> Iterator[str]:
+    """Yield the URL of a superuser connection to a fresh server; stop it afterwards.
+    `durable`: PostgreSQL's default settings, fsync on."""
     bin_dir = _binaries()
     root = Path(tempfile.mkdtemp(prefix="qbo-pg-"))
     data = root / "data"
@@ -78,8 +80,7 @@ def postgres_server() -> Iterator[str]:
                 str(root),
                 "-c",
                 "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
+                *([] if durable else ["-c", "fsync=off"]),
                 "-c",
                 "max_connections=200",
             ]

@@ -11,8 +11,10 @@ none of them ever carried a token.
 from __future__ import annotations
 
 import secrets
+import subprocess
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -30,6 +32,7 @@ from qbo_pipeline.service.server import ServiceServer
 from qbo_pipeline.settings import Settings
 from qbo_pipeline.vault.crypto import KeyRing, generate_key
 from qbo_pipeline.vault.store import ConnectionStore
+from qbo_pipeline_tests.command import CLI, clean_env
 
 with warnings.catch_warnings():
     # Starlette nudges towards the httpx2 package; the TestClient works the same on httpx.
@@ -114,6 +117,26 @@ class Stack:
         """Calls to the emulator's token endpoint since this stack was built."""
         stats = httpx.get(f"{self.emulator.base_url}/_emulator/stats").json()
         return stats["token_endpoint"]["calls"] - self.token_calls_before
+
+
+@contextmanager
+def served(stack: Stack, *flags: str) -> Iterator[str]:
+    """`qbo-pipeline serve --port 0 FLAGS` in its own process; yields the base URL it
+    announced on its first line of stderr, and stops it afterwards."""
+    process = subprocess.Popen(
+        [CLI, "serve", "--host", "127.0.0.1", "--port", "0", *flags],
+        env={**clean_env(), **stack.env},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        announced = process.stderr.readline()
+        assert announced.startswith("qbo-pipeline service on http"), announced
+        yield announced.split(" on ")[1].split("/quickbooks")[0]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def follow_to_callback(authorize_location: str) -> str:

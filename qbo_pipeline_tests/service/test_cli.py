@@ -13,7 +13,7 @@ from qbo_pipeline.runtime import Runtime
 from qbo_pipeline.settings import Settings
 from qbo_pipeline.vault.crypto import generate_key
 from qbo_pipeline_tests.command import CLI, clean_env
-from qbo_pipeline_tests.service.conftest import PREFIX, Stack, follow_to_callback
+from qbo_pipeline_tests.service.conftest import PREFIX, Stack, follow_to_callback, served
 
 pytestmark = pytest.mark.slow
 
@@ -137,23 +137,10 @@ def test_errors_are_one_line_on_stderr_with_exit_2(stack, args, env, expected):
 
 
 def test_serve_runs_the_service_behind_the_admin_token(stack):
-    base = clean_env()
-    process = subprocess.Popen(
-        [CLI, "serve", "--host", "127.0.0.1", "--port", "0"],
-        env={**base, **stack.env},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stderr is not None
-        announced = process.stderr.readline()
-        assert announced.startswith("qbo-pipeline service on http://127.0.0.1:"), announced
-        base_url = announced.split(" on ")[1].split("/quickbooks")[0]
+    with served(stack) as base_url:
+        assert base_url.startswith("http://127.0.0.1:")
         listing = httpx.get(f"{base_url}{PREFIX}/connections", headers=stack.admin, timeout=10)
         assert listing.status_code == 200 and listing.json() == {"connections": []}
         assert httpx.get(f"{base_url}{PREFIX}/connections", timeout=10).status_code == 401
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
     # The same store the CLI and the pipeline read.
     assert Runtime(Settings.from_env(stack.env)).store.list() == []

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from qbo_pipeline_tests.command import CLI, clean_env
-from qbo_pipeline_tests.service.conftest import PREFIX, Stack
+from qbo_pipeline_tests.service.conftest import PREFIX, Stack, served
 
 pytestmark = pytest.mark.slow
 
@@ -68,20 +68,9 @@ def pair(tmp_path: Path) -> tuple[Path, Path]:
 def https(stack: Stack, pair: tuple[Path, Path]) -> Iterator[str]:
     """The service's https:// base URL, served by `qbo-pipeline serve` in its own process."""
     key, cert = pair
-    process = subprocess.Popen(
-        [CLI, "serve", "--port", "0", "--tls-cert", str(cert), "--tls-key", str(key)],
-        env={**clean_env(), **stack.env},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stderr is not None
-        announced = process.stderr.readline()
-        assert announced.startswith("qbo-pipeline service on https://127.0.0.1:"), announced
-        yield announced.split(" on ")[1].split("/quickbooks")[0]
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with served(stack, "--tls-cert", str(cert), "--tls-key", str(key)) as base_url:
+        assert base_url.startswith("https://127.0.0.1:"), base_url
+        yield base_url
 
 
 def _client(cert: Path, version: ssl.TLSVersion) -> ssl.SSLContext:

@@ -14,7 +14,7 @@ def _demo(args: argparse.Namespace) -> int:
         Path(args.state_dir), customers=args.customers, invoices=args.invoices, seed=args.seed
     )
     print(format_report(report))
-    return 0 if report.run.success and all(run.success for run in report.report_runs) else 1
+    return 0 if report.succeeded else 1
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:

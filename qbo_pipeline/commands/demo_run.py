@@ -79,6 +79,15 @@ class DemoReport:
     def rows_loaded(self) -> int:
         return sum(self.table_rows.values())
 
+    @property
+    def succeeded(self) -> bool:
+        """The demo's exit status: the sync, every report run and the dbt build."""
+        return (
+            self.run.success
+            and all(run.success for run in self.report_runs)
+            and self.analytics_error is None
+        )
+
 
 def ensure_token_key(settings: Settings) -> None:
     """Generate the embedded default key once, unless the operator configured keys."""

@@ -124,3 +124,36 @@ def test_demo_loads_exactly_the_emulator_company_and_is_idempotent(tmp_path, mon
     assert warehouse_contents(warehouse_file) == before
     secrets |= demo_secrets(tmp_path / ".qbo", "second demo's")
     assert_no_secret(command_output(second), secrets)
+
+
+@pytest.mark.parametrize(
+    ("sync_ok", "reports_ok", "analytics_error", "succeeded"),
+    [
+        (True, True, None, True),
+        (False, True, None, False),
+        (True, False, None, False),
+        (True, True, "dbt: model general_ledger failed", False),  # the demo once exited 0
+    ],
+)
+def test_the_demo_exits_non_zero_when_any_of_its_runs_failed(
+    sync_ok: bool, reports_ok: bool, analytics_error: str | None, succeeded: bool
+) -> None:
+    from qbo_pipeline.commands.demo_run import DemoReport
+    from qbo_pipeline.commands.execution import RealmRun
+
+    def run(ok: bool) -> RealmRun:
+        return RealmRun("9341453050298454", "run-id", ok, None if ok else "failed")
+
+    report = DemoReport(
+        realm_id="9341453050298454",
+        run=run(sync_ok),
+        table_rows={},
+        example=[],
+        seconds=1.0,
+        warehouse="duckdb",
+        report_runs=[run(True), run(reports_ok)],
+        net_income=[],
+        analytics_error=analytics_error,
+        modelled_net_income={},
+    )
+    assert report.succeeded is succeeded

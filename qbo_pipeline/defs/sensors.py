@@ -51,7 +51,8 @@ def realm_partitions_sensor(
     by_realm = {c.realm_id: c for c in connections}
     live = {realm for realm, c in by_realm.items() if c.status != ConnectionStatus.REVOKED}
     known = set(context.instance.get_dynamic_partitions(realm_partitions.name))
-    new = sorted(realm for realm in live - known if by_realm[realm].status == "active")
+    active = {realm for realm, c in by_realm.items() if c.status == ConnectionStatus.ACTIVE}
+    new = sorted(active - known)
     retired = sorted(known - live)
     if new:
         context.log.info(f"new QuickBooks connections: {', '.join(new)}")

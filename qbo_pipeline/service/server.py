@@ -41,13 +41,11 @@ def serve(
     """`qbo-pipeline serve`: check the configuration up front, then serve until stopped.
 
     Refuses to start without QBO_ADMIN_TOKEN, and opens the token store (and its key) and
-    the TLS files before listening, so a bad deployment fails with one line instead of on a
-    request.
+    the TLS files (ServiceServer loads them) before listening, so a bad deployment fails
+    with one line instead of on a request.
     """
     settings = settings or Settings.from_env()
     require_admin_token(settings.admin_token)
-    if tls is not None:
-        tls.check()
     runtime = Runtime(settings)
     runtime.store  # noqa: B018 - opens the database and reads the key now
     app = create_app(runtime)

@@ -111,10 +111,14 @@ class Session(Protocol):
 
     def run(self, sql: str, params: Sequence = ()) -> list[tuple]: ...
 
-    def stage(self, name: str, columns: dict[str, str], rows: Iterable[tuple]) -> None:
+    def stage(
+        self, name: str, columns: dict[str, str], rows: Iterable[tuple], *, keyed: bool = False
+    ) -> None:
         """Load rows into a temporary table of the given columns (name: BIGINT or TEXT).
 
-        `rows` may be a generator; backends consume it in bounded chunks.
+        `rows` may be a generator; backends consume it in bounded chunks. `keyed`: the
+        rows will be looked up by their first column (an entity's Id), which a backend
+        may index for it; a batch read whole by a scan is not keyed.
         """
 
     def count(self, sql: str, params: Sequence = ()) -> int:
@@ -392,7 +396,7 @@ class SqlWarehouse(ABC):
             if instants:
                 rows = ((i, at, reason) for i, at in instants.items())
                 columns = {"id": "TEXT", "deleted_at": "TEXT", "reason": "TEXT"}
-                session.stage(DELETIONS, columns, rows)
+                session.stage(DELETIONS, columns, rows, keyed=True)
                 marked = session.count(schema.mark_deleted(table), [realm_id])
             self._advance(session, realm_id, entity, cursor)
         return marked
@@ -409,7 +413,8 @@ class SqlWarehouse(ABC):
         table = schema.entity_table(entity)
         self._ready()
         with self._session() as session:
-            session.stage(SEEN, {"id": "TEXT"}, ((str(entity_id),) for entity_id in seen_ids))
+            ids = ((str(entity_id),) for entity_id in seen_ids)
+            session.stage(SEEN, {"id": "TEXT"}, ids, keyed=True)
             rows = session.run(schema.select_unseen(table), [realm_id])
         return sorted(row[0] for row in rows)
 
@@ -426,11 +431,11 @@ class SqlWarehouse(ABC):
         """The company's rows per table that has any: what `purge_realm` would delete."""
         self._ready()
         found = {}
-        for table in self._realm_tables():
-            sql = f"SELECT count(*) FROM {table.qualified} WHERE realm_id = $1"
-            rows = self.query(sql, [realm_id])
-            if rows[0][0]:
-                found[table.name] = int(rows[0][0])
+        with self._session() as session:
+            for table in self._realm_tables():
+                sql = f"SELECT count(*) FROM {table.qualified} WHERE realm_id = $1"
+                if rows := int(session.run(sql, [realm_id])[0][0]):
+                    found[table.name] = rows
         return found
 
     def purge_realm(self, realm_id: str) -> dict[str, int]:

@@ -177,7 +177,10 @@ class _DuckSession:
             return []
         return result.fetchall()
 
-    def stage(self, name: str, columns: dict[str, str], rows: Iterable[tuple]) -> None:
+    def stage(
+        self, name: str, columns: dict[str, str], rows: Iterable[tuple], *, keyed: bool = False
+    ) -> None:
+        del keyed  # DuckDB joins on equality by hashing: no nested loop to steer clear of
         definition = ", ".join(f"{quote(column)} {kind}" for column, kind in columns.items())
         self._connection.execute(f"CREATE TEMP TABLE {name} ({definition})")
         pending = iter(rows)

@@ -32,21 +32,23 @@ class _PostgresSession:
             cursor.execute(sql, list(params) if params else None)
             return cursor.fetchall() if cursor.description is not None else []
 
-    def stage(self, name: str, columns: dict[str, str], rows: Iterable[tuple]) -> None:
+    def stage(
+        self, name: str, columns: dict[str, str], rows: Iterable[tuple], *, keyed: bool = False
+    ) -> None:
         definition = ", ".join(f"{quote(column)} {kind}" for column, kind in columns.items())
         with self._connection.cursor() as cursor:
             cursor.execute(f"CREATE TEMP TABLE {name} ({definition}) ON COMMIT DROP")
             with cursor.copy(f"COPY {name} FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
-            # Staged rows are looked up by their first column (an entity's Id) against a
-            # table the same run has just filled, whose statistics still say it is nearly
-            # empty. The planner then picked a nested loop over every staged row for every
-            # stored one: 37 s to reconcile 29,000 payments. With an index each look-up is a
-            # probe, whatever the plan; and autovacuum never analyses a temporary table.
-            first = quote(next(iter(columns)))
-            cursor.execute(f"CREATE INDEX ON {name} ({first})")
-            cursor.execute(f"ANALYZE {name}")
+            if keyed:
+                # Keyed rows are looked up against a table the same run has just filled,
+                # whose statistics still say it is nearly empty. The planner then picked a
+                # nested loop over every staged row for every stored one: 37 s to
+                # reconcile 29,000 payments. With an index each look-up is a probe,
+                # whatever the plan; and autovacuum never analyses a temporary table.
+                cursor.execute(f"CREATE INDEX ON {name} ({quote(next(iter(columns)))})")
+                cursor.execute(f"ANALYZE {name}")
 
     def count(self, sql: str, params: Sequence = ()) -> int:
         with self._connection.cursor() as cursor:

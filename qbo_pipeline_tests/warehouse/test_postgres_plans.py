@@ -48,7 +48,8 @@ def stale(postgres_url: str):
 def test_the_unseen_ids_query_never_scans_the_staged_ids_once_per_stored_row(stale) -> None:
     warehouse, ids = stale
     with warehouse._session() as session:
-        session.stage(SEEN, {"id": "TEXT"}, ((entity_id,) for entity_id in ids))
+        # As `unseen_ids` stages them: keyed, looked up by Id.
+        session.stage(SEEN, {"id": "TEXT"}, ((entity_id,) for entity_id in ids), keyed=True)
         explained = session.run("EXPLAIN " + select_unseen(entity_table(INVOICE)), [REALM])
     plan = "\n".join(row[0] for row in explained)
     nested = [line for line in plan.splitlines() if "Nested Loop" in line]

@@ -118,8 +118,8 @@ class QuickBooksResource(SettingsFields):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._runtime = None  # built on first use: a tick that reads nothing opens nothing
-        if context.run_id:
-            self._holder = f"Dagster run {context.run_id}"
+        if context.run is not None:
+            self._holder = f"Dagster run {context.run.run_id}"
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._runtime is not None:

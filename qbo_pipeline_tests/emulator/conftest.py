@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlparse
 
 import httpx
@@ -31,11 +31,11 @@ class Connection:
     server: EmulatorServer
     http: httpx.Client
     realm_id: str
-    tokens: dict
+    tokens: dict = field(repr=False)
     paced: bool = True
 
-    def api(self, method: str, path: str, **kwargs) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.tokens['access_token']}"}
+    def api(self, method: str, path: str, *, authorised: bool = True, **kwargs) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.tokens['access_token']}"} if authorised else {}
         headers.update(kwargs.pop("headers", {}))
         url = f"/v3/company/{self.realm_id}/{path}"
         if not self.paced:

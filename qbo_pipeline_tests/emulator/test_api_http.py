@@ -285,7 +285,7 @@ def test_authentication_faults(qbo: Connection) -> None:
         assert body[key] is None
     assert body["batchItemResponse"] == [] and body["cdcresponse"] == []
     assert TID.match(bad.headers["intuit_tid"])
-    assert qbo.http.get(f"/v3/company/{qbo.realm_id}/customer/1").status_code == 401
+    assert qbo.api("GET", "customer/1", authorised=False).status_code == 401
 
 
 def test_token_for_another_realm_is_403_3100(qbo: Connection) -> None:

@@ -1,8 +1,8 @@
 """The warehouse interface, and the upsert logic DuckDB and PostgreSQL share.
 
-A backend supplies sessions: a transaction that can run SQL and stage columns of text under
-a name. It may also type batches before the write and write entity rows its own way, as
-DuckDB does. What a sync means (the newest SyncToken wins, lines are replaced with their
+A backend supplies sessions: a transaction that can run SQL, stage rows under a name and
+show a typed batch's Arrow tables as BATCH and BATCH_LINES. It may write entity rows its
+own way, as DuckDB does. What a sync means (the newest SyncToken wins, lines are replaced with their
 parent, the cursor moves forward with the rows it covers) is decided once, here and in the
 SQL it runs (schema.py, normalise.py).
 """
@@ -18,19 +18,21 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Protocol, runtime_checkable
 
+import pyarrow as pa
+
 from qbo_pipeline.quickbooks.catalog import ENTITIES, Entity
 from qbo_pipeline.quickbooks.reports import ReportLine
 from qbo_pipeline.warehouse import derived, evolution, report_tables, schema
 from qbo_pipeline.warehouse.errors import UnfitColumn, UnfitValue
 from qbo_pipeline.warehouse.normalise import (
-    SEQ,
-    STAGE,
+    BATCH,
+    BATCH_LINES,
     describe_bad_value,
     describe_value,
     first_unfit,
 )
 from qbo_pipeline.warehouse.records import Records, record_typer
-from qbo_pipeline.warehouse.schema import DELETIONS, SEEN, Table
+from qbo_pipeline.warehouse.schema import DELETIONS, SEEN, Table, TableColumn
 from qbo_pipeline.warehouse.sql import Dialect
 
 WAREHOUSE_URL_VARIABLE = "QBO_WAREHOUSE_URL"
@@ -119,6 +121,13 @@ class Session(Protocol):
         `rows` may be a generator; backends consume it in bounded chunks. `keyed`: the
         rows will be looked up by their first column (an entity's Id), which a backend
         may index for it; a batch read whole by a scan is not keyed.
+        """
+
+    def show(self, name: str, rows: pa.Table, columns: Sequence[TableColumn]) -> None:
+        """Make typed rows readable under `name` for the rest of the transaction.
+
+        `rows` holds `columns`, in order and already of their types (records.py): the
+        backend moves them, it does not type them.
         """
 
     def count(self, sql: str, params: Sequence = ()) -> int:
@@ -273,10 +282,22 @@ class SqlWarehouse(ABC):
     _data_errors: tuple[type[Exception], ...] = ()
 
     def _load_batch(self, session: Session, batch: Records) -> None:
-        """Make BATCH hold the batch's typed records (normalise.batch_select) in `session`:
-        typed again from their text, by the database itself."""
-        session.stage(STAGE, {SEQ: "BIGINT", "raw": "TEXT"}, enumerate(batch.texts))
-        session.run(schema.create_batch(batch.entity, self.dialect))
+        """Make BATCH and BATCH_LINES hold the batch's typed records, one version of each
+        id (PostgreSQL cannot update one key twice in a statement)."""
+        entity = batch.entity
+        batch = Records.joined(entity, [batch])
+        session.show(BATCH, batch.rows, schema.entity_table(entity).loaded[1:])
+        lines = schema.line_table(entity)
+        if batch.lines is not None and lines is not None:
+            self._show_lines(session, batch.lines, lines)
+
+    def _show_lines(self, session: Session, lines: pa.Table, table: Table) -> None:
+        """BATCH_LINES: the lines as typed, each with its raw JSON."""
+        session.show(BATCH_LINES, lines, table.loaded[1:])
+
+    def _insert_lines(self, entity: Entity, table: Table) -> str:
+        """The statement writing the BATCH_LINES of the parents listed in $2, for realm $1."""
+        return schema.insert_lines(table, self.dialect)
 
     def _write_rows(
         self, session: Session, table: Table, realm_id: str
@@ -351,7 +372,7 @@ class SqlWarehouse(ABC):
         if replaced:
             delete = schema.delete_lines(table, entity.lines.parent_key, self.dialect)
             session.run(delete, [realm_id, replaced])
-        return session.count(schema.insert_lines(entity, table, self.dialect), [realm_id, written])
+        return session.count(self._insert_lines(entity, table), [realm_id, written])
 
     def _advance(
         self, session: Session, realm_id: str, entity: Entity, cursor: datetime | None

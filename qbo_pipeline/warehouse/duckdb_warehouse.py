@@ -44,8 +44,7 @@ from qbo_pipeline.quickbooks.catalog import ENTITIES, Entity
 from qbo_pipeline.warehouse.base import Session, SqlWarehouse
 from qbo_pipeline.warehouse.errors import WarehouseBusy, WarehouseError
 from qbo_pipeline.warehouse.normalise import BATCH, BATCH_LINES
-from qbo_pipeline.warehouse.records import Records
-from qbo_pipeline.warehouse.schema import Table, insert_batch, revived, supersedes
+from qbo_pipeline.warehouse.schema import Table, TableColumn, insert_batch, revived, supersedes
 from qbo_pipeline.warehouse.sql import Dialect, quote, temp_table_as, text_array
 
 DEFAULT_LOCK_TIMEOUT = 60.0
@@ -153,7 +152,7 @@ class _DuckSession:
         self._connection = connection
         self._shown: dict[str, pa.Table] = {}
 
-    def show(self, name: str, table: pa.Table) -> None:
+    def show(self, name: str, rows: pa.Table, columns: Sequence[TableColumn]) -> None:
         """Make an Arrow table readable as BATCH or BATCH_LINES for this session (no copy).
 
         Read through DuckDB's replacement scan, which finds a Python object by the name a
@@ -161,9 +160,10 @@ class _DuckSession:
         made by register() stays referenced until the transaction ends, even once
         unregistered, so a bulk transaction kept every batch's buffers: 780 MiB at 200,000
         invoices."""
+        del columns  # the Arrow columns already have the names and types the SQL reads
         if name not in (BATCH, BATCH_LINES):
             raise ValueError(f"only {BATCH} and {BATCH_LINES} can be shown, not {name}")
-        self._shown[name] = table
+        self._shown[name] = rows
 
     def _execute(self, sql: str, params: Sequence) -> duckdb.DuckDBPyConnection:
         # DuckDB reads these two by their names (see show).
@@ -212,14 +212,6 @@ class _DuckSession:
 class DuckDBWarehouse(SqlWarehouse):
     dialect = Dialect.DUCKDB
     _data_errors = (duckdb.ConversionException,)
-
-    def _load_batch(self, session: Session, batch: Records) -> None:
-        """The batch's Arrow tables, typed when read, are BATCH and BATCH_LINES as they are."""
-        assert isinstance(session, _DuckSession)
-        batch = Records.joined(batch.entity, [batch])  # one version of each id
-        session.show(BATCH, batch.rows)
-        if batch.lines is not None:
-            session.show(BATCH_LINES, batch.lines)
 
     def _write_rows(
         self, session: Session, table: Table, realm_id: str

@@ -20,12 +20,12 @@ import pyarrow as pa
 
 from qbo_pipeline.quickbooks.catalog import DETAIL, Column, ColumnType, Entity
 from qbo_pipeline.warehouse.errors import UnfitValue
-from qbo_pipeline.warehouse.sql import JSON, SQL_TYPES, Dialect, literal, quote, text_array
+from qbo_pipeline.warehouse.sql import JSON, SQL_TYPES, Dialect, literal, quote
 
 LINE_INDEX = "line_index"
-STAGE = "_qbo_stage"  # (seq, raw): the batch as received, in order
+STAGE = "_qbo_stage"  # (seq, raw): records as text, in order, for a diagnosis
 BATCH = "_qbo_batch"  # typed: the newest record of each id, with its lines still as JSON
-BATCH_LINES = "_qbo_batch_lines"  # DuckDB: the typed lines of BATCH (see lines_select)
+BATCH_LINES = "_qbo_batch_lines"  # typed: the lines of BATCH (see lines_select)
 LINES = "_lines"  # the BATCH column holding the entity's line list
 SEQ = "seq"
 
@@ -211,41 +211,6 @@ def line_projection(entity: Entity, dialect: Dialect) -> Projection:
     return Projection(parse, tuple(texts))
 
 
-def batch_select(entity: Entity, dialect: Dialect) -> str:
-    """PostgreSQL: the newest record of each id in STAGE, typed, with its raw JSON and its
-    lines (DuckDB types pages as they are read: records_select).
-
-    Pages overlap (incremental syncs use >= on LastUpdatedTime), so a batch can hold two
-    versions of an entity, and PostgreSQL cannot update one key twice in a statement. On
-    equal SyncTokens the later record wins, being the more recently fetched.
-    """
-    if dialect is not Dialect.POSTGRES:
-        raise ValueError(f"batch_select is PostgreSQL's; {dialect} types records as read")
-    projection = entity_projection(entity, dialect)
-    columns = projection.typed(dialect)
-    expressions = dict(columns)
-    selected = [f"{expr} AS {quote(name)}" for name, expr in columns]
-    selected.append("j AS raw")
-    if entity.lines is not None:
-        field = literal(entity.lines.field)
-        selected.append(f"NULLIF(j->{field}, 'null'::jsonb) AS {LINES}")
-    rank = (
-        f"row_number() OVER (PARTITION BY {expressions['id']} "
-        f"ORDER BY COALESCE({expressions['sync_token']}, -1) DESC, {SEQ} DESC) AS _rank"
-    )
-    names = [quote(name) for name, _ in columns] + ["raw"]
-    if entity.lines is not None:
-        names.append(LINES)
-    return (
-        f"SELECT {', '.join(names)} FROM (\n"
-        f"  SELECT {', '.join(selected)}, {rank}\n"
-        # OFFSET 0 keeps PostgreSQL from inlining the subquery, which would parse the JSON
-        # again for every column that reads it.
-        f"  FROM (SELECT {SEQ}, raw, {projection.parse} FROM {STAGE} OFFSET 0) AS parsed\n"
-        ") AS ranked WHERE _rank = 1"
-    )
-
-
 def records_select(entity: Entity, source: str) -> str:
     """DuckDB: the records of `source` (a query yielding JSON `raw`) typed, in order, with
     their lines still as JSON (records.RecordTyper; one page holds one version of each)."""
@@ -257,29 +222,20 @@ def records_select(entity: Entity, source: str) -> str:
     return f"SELECT {', '.join(selected)} FROM (SELECT raw, {projection.parse} FROM ({source}))"
 
 
-def lines_select(entity: Entity, dialect: Dialect) -> str:
-    """Typed lines, numbered from 0 in order (only item lines carry an Id).
-
-    PostgreSQL: the lines of the BATCH parents whose ids are in $2, for realm $1, ready to
-    insert. DuckDB: every line of BATCH as (parent_id, line_index, columns..., line), typed
-    while the batch is prepared, before the writer knows which parents it will write.
-    """
+def lines_select(entity: Entity) -> str:
+    """Every line of BATCH typed, numbered from 0 in order (only item lines carry an Id),
+    in the line table's columns and with its names, while the batch is prepared and before
+    the writer knows which parents it will write (records.RecordTyper)."""
     assert entity.lines is not None
-    projection = line_projection(entity, dialect)
-    typed_columns = ", ".join(expr for _, expr in projection.typed(dialect))
-    if dialect is Dialect.DUCKDB:
-        exploded = (
-            f"SELECT id, unnest({LINES}) AS line, unnest(range(len({LINES}))) AS n FROM {BATCH}"
-        )
-        return (
-            f"SELECT id AS parent_id, n AS {LINE_INDEX}, {typed_columns}, line\n"
-            f"FROM (SELECT id, n, line, {projection.parse} FROM ({exploded}) AS e) AS p"
-        )
+    projection = line_projection(entity, Dialect.DUCKDB)
+    typed_columns = ", ".join(
+        f"{expr} AS {quote(name)}" for name, expr in projection.typed(Dialect.DUCKDB)
+    )
+    exploded = f"SELECT id, unnest({LINES}) AS line, unnest(range(len({LINES}))) AS n FROM {BATCH}"
     return (
-        f"SELECT $1, b.id, e.n - 1, {typed_columns}, e.line\n"
-        # A join, not `id = ANY($2)`: that compares every row with every written id.
-        f"FROM {BATCH} AS b JOIN unnest({text_array('$2', dialect)}) AS w(id) ON w.id = b.id\n"
-        f"CROSS JOIN LATERAL jsonb_array_elements(b.{LINES}) WITH ORDINALITY AS e(line, n)"
+        f"SELECT id AS {quote(entity.lines.parent_key)}, n AS {LINE_INDEX}, {typed_columns}, "
+        "line AS raw\n"
+        f"FROM (SELECT id, n, line, {projection.parse} FROM ({exploded}) AS e) AS p"
     )
 
 

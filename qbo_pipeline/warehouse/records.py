@@ -37,7 +37,7 @@ from qbo_pipeline.warehouse.normalise import (
     lines_select,
     records_select,
 )
-from qbo_pipeline.warehouse.sql import Dialect, literal, quote
+from qbo_pipeline.warehouse.sql import literal, quote
 
 # Each typing database's buffer pool: it types one page at a time (~30 MB at its peak).
 TYPER_MEMORY_LIMIT = "160MB"
@@ -56,7 +56,7 @@ class Records:
 
     entity: Entity
     rows: pa.Table
-    lines: pa.Table | None  # normalise.lines_select's columns, for entities with lines
+    lines: pa.Table | None  # the line table's columns but realm_id (normalise.lines_select)
     ids: list[str]
 
     @classmethod
@@ -105,7 +105,9 @@ class Records:
         ids = [self.ids[i] for i in indices]
         lines = self.lines
         if lines is not None:
-            kept = pc.is_in(lines.column("parent_id"), value_set=pa.array(ids, pa.string()))
+            assert self.entity.lines is not None
+            parents = lines.column(self.entity.lines.parent_key)
+            kept = pc.is_in(parents, value_set=pa.array(ids, pa.string()))
             lines = lines.filter(kept)
         return Records(self.entity, rows, lines, ids)
 
@@ -278,7 +280,7 @@ class RecordTyper:
                 lines = None
             else:
                 rows = connection.sql(f"SELECT * EXCLUDE ({LINES}) FROM {BATCH}").to_arrow_table()
-                lines = connection.sql(lines_select(entity, Dialect.DUCKDB)).to_arrow_table()
+                lines = connection.sql(lines_select(entity)).to_arrow_table()
         finally:
             connection.execute(f"DROP TABLE {BATCH}")
         ids = rows.column("id").to_pylist()

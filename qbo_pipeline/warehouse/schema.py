@@ -1,13 +1,13 @@
 """The warehouse tables derived from the catalog, and the SQL both backends run on them.
 
-Both backends create and grow the tables, type a batch, replace lines, mark deletions and
-move the cursor with the statements here, which speak information_schema and `$n`
-placeholders on both. Entity rows are where they part: PostgreSQL writes them with one
-`INSERT ... ON CONFLICT ... DO UPDATE ... WHERE ... RETURNING` (upsert_rows), while DuckDB's
-entity tables have no key to conflict on and its writer reaches the same result in steps of
-its own (duckdb_warehouse.py); both follow `supersedes`. Entities reach the database as JSON
-text in a staging table and are typed there (normalise.py), so each backend only needs one
-fast way to move strings (a DataFrame scan or COPY).
+Both backends create and grow the tables, replace lines, mark deletions and move the
+cursor with the statements here, which speak `$n` placeholders on both. A batch reaches
+either database already typed, as BATCH and BATCH_LINES with the tables' own column names
+(records.py): DuckDB reads the Arrow tables where they are, PostgreSQL has them copied in.
+Entity rows are where they part: PostgreSQL writes them with one `INSERT ... ON CONFLICT
+... DO UPDATE ... WHERE ... RETURNING` (upsert_rows), while DuckDB's entity tables have no
+key to conflict on and its writer reaches the same result in steps of its own
+(duckdb_warehouse.py); both follow `supersedes`.
 """
 
 from __future__ import annotations
@@ -16,20 +16,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from qbo_pipeline.quickbooks.catalog import Column, ColumnType, Entity
-from qbo_pipeline.warehouse.normalise import (
-    BATCH,
-    BATCH_LINES,
-    LINE_INDEX,
-    batch_select,
-    lines_select,
-)
+from qbo_pipeline.warehouse.normalise import BATCH, BATCH_LINES, LINE_INDEX
 from qbo_pipeline.warehouse.sql import (
     JSON,
     SQL_TYPES,
     Dialect,
     literal,
     quote,
-    temp_table_as,
     text_array,
 )
 
@@ -216,11 +209,6 @@ def add_column(table: Table, column: TableColumn, dialect: Dialect) -> str:
 # --- DML -------------------------------------------------------------------------------
 
 
-def create_batch(entity: Entity, dialect: Dialect) -> str:
-    """Type the staged records into BATCH, one per id (see normalise.batch_select)."""
-    return temp_table_as(BATCH, batch_select(entity, dialect), dialect)
-
-
 def supersedes(new: str, old: str, table: Table) -> str:
     """The condition under which row `new` replaces the stored row `old`.
 
@@ -307,16 +295,15 @@ def delete_lines(table: Table, parent_key: str, dialect: Dialect) -> str:
     )
 
 
-def insert_lines(entity: Entity, table: Table, dialect: Dialect) -> str:
-    """Lines of the BATCH parents listed in $2, for realm $1."""
-    target = ", ".join(quote(c.name) for c in table.loaded)
-    if dialect is Dialect.DUCKDB:  # typed with the batch (DuckDBWarehouse._load_batch)
-        return (
-            f"INSERT INTO {table.qualified} ({target})\n"
-            f"SELECT $1, * FROM {BATCH_LINES} "
-            f"WHERE parent_id IN (SELECT unnest({text_array('$2', dialect)}))"
-        )
-    return f"INSERT INTO {table.qualified} ({target})\n{lines_select(entity, dialect)}"
+def insert_lines(table: Table, dialect: Dialect) -> str:
+    """The BATCH_LINES rows of the parents listed in $2, for realm $1."""
+    names = [quote(c.name) for c in table.loaded]
+    parent = names[1]
+    return (
+        f"INSERT INTO {table.qualified} ({', '.join(names)})\n"
+        f"SELECT $1, {', '.join(names[1:])} FROM {BATCH_LINES}\n"
+        f"WHERE {parent} IN (SELECT unnest({text_array('$2', dialect)}))"
+    )
 
 
 def mark_deleted(table: Table) -> str:

@@ -142,7 +142,7 @@ def test_seam_rows_leave_with_their_lines(invoices: list[dict], typer: RecordTyp
 
     assert rest.ids == records.ids[2:]
     assert rest.lines is not None
-    assert set(rest.lines.column("parent_id").to_pylist()) == set(records.ids[2:])
+    assert set(rest.lines.column("invoice_id").to_pylist()) == set(records.ids[2:])
 
 
 def test_a_batch_typed_for_one_entity_cannot_load_another(

@@ -173,6 +173,52 @@ def test_customers_match_the_file(warehouse: Warehouse, customers: list[dict]) -
     )
 
 
+# Text a bulk load could mangle: an empty name beside a missing one, line breaks, quotes,
+# separators, backslashes, COPY's end-of-data marker alone on a line, and non-ASCII.
+AWKWARD_TEXTS = [
+    "",
+    'He said "fine", then left',
+    "Suite 4\nBuilding B\r\nRear",
+    "first\n\\.\nlast",
+    "\\.",
+    "C:\\Users\\ap\\t",
+    "tab\there;semi,comma",
+    "Café Ünïcødé 東京 🚀",
+]
+
+
+def test_awkward_text_lands_exactly_as_quickbooks_sent_it(
+    warehouse: Warehouse, customers: list[dict], invoices: list[dict]
+) -> None:
+    edited = copy.deepcopy(customers[: len(AWKWARD_TEXTS) - 3])
+    edited += [copy.deepcopy(customers[0]) for _ in range(3)]
+    for index, (customer, text) in enumerate(zip(edited, AWKWARD_TEXTS, strict=True)):
+        customer["Id"] = f"9{index}"
+        customer["DisplayName"] = text
+    del edited[0]["PrimaryEmailAddr"]
+    invoice = copy.deepcopy(invoices[0])
+    invoice["Line"][0]["Description"] = AWKWARD_TEXTS[3]
+    invoice["Line"][1]["Description"] = ""
+
+    warehouse.upsert(CUSTOMER, REALM, edited)
+    warehouse.upsert(INVOICE, REALM, [invoice])
+
+    stored = warehouse.query(
+        "SELECT display_name, email, raw FROM qbo.customers WHERE realm_id = $1 ORDER BY id",
+        [REALM],
+    )
+    assert [row[0] for row in stored] == AWKWARD_TEXTS
+    assert stored[0][1] is None and stored[1][1] is not None  # missing is NULL, not ""
+    assert [_as_dict(row[2]) for row in stored] == edited
+    lines = warehouse.query(
+        "SELECT description, raw FROM qbo.invoice_lines WHERE realm_id = $1 AND invoice_id = $2 "
+        "ORDER BY line_index",
+        [REALM, invoice["Id"]],
+    )
+    assert [row[0] for row in lines[:2]] == [AWKWARD_TEXTS[3], ""]
+    assert [_as_dict(row[1]) for row in lines] == invoice["Line"]
+
+
 def test_replaying_a_batch_changes_nothing(
     warehouse: Warehouse, customers: list[dict], invoices: list[dict]
 ) -> None:

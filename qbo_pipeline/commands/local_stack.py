@@ -151,6 +151,7 @@ class LocalStack:
         self.state = Path(self.env.get("QBO_STACK_DIR") or ".qbo/stack").resolve()
         self.home = Path(self.env.get("DAGSTER_HOME") or self.state / "dagster_home").resolve()
         self.bin = Path(sys.executable).parent
+        self.tls = _tls_flags(self.env)  # before anything starts: a half pair is refused
 
     def run(self) -> int:
         with ExitStack() as stack:
@@ -190,7 +191,7 @@ class LocalStack:
         webserver += ["-h", ports.webserver_host, "-p", str(ports.webserver)]
         daemon = [str(self.bin / "dagster-daemon"), "run", "-w", str(self.workspace)]
         service = [str(self.bin / "qbo-pipeline"), "serve", "--host", ports.service_host]
-        service += ["--port", str(ports.service), *_tls_flags(self.env)]
+        service += ["--port", str(ports.service), *self.tls]
         return [
             Component("code server", code_server, env, lambda: _grpc_serving(ports.grpc)),
             Component("dagster-webserver", webserver, env, lambda: _answers(self.webserver_url)),
@@ -211,8 +212,19 @@ class LocalStack:
 
 
 def _tls_flags(env: Mapping[str, str]) -> list[str]:
+    """`serve`'s TLS flags: both files or neither, as `serve` itself demands."""
     cert, key = env.get("QBO_TLS_CERT"), env.get("QBO_TLS_KEY")
-    return ["--tls-cert", cert, "--tls-key", key] if cert and key else []
+    if cert and key:
+        return ["--tls-cert", cert, "--tls-key", key]
+    if cert or key:
+        given, missing = (
+            ("QBO_TLS_CERT", "QBO_TLS_KEY") if cert else ("QBO_TLS_KEY", "QBO_TLS_CERT")
+        )
+        raise ConfigurationError(
+            f"{given} is set but {missing} is not: set both to serve HTTPS from qbo-pipeline "
+            "serve, or neither (a proxy in front terminates TLS)"
+        )
+    return []
 
 
 @contextmanager

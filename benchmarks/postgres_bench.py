@@ -29,15 +29,13 @@ Goals (issue 12):
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
-
 from benchmarks.bound import minimum_seconds, needed_requests
+from benchmarks.cpu import server_cpu_seconds
 from benchmarks.run import Figure
 from benchmarks.sync_bench import (
     COMPANIES,
@@ -56,7 +54,6 @@ WALL_RATIO_GOAL = 1.2
 BOUND_RATIO_GOAL = 0.8
 # Issue 12's starting point, CPU per entity (client and server) into PostgreSQL.
 BEFORE_US = {"customer": 35.0, "invoice": 182.0}
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -66,28 +63,6 @@ class Result:
     server_cpu: float
     requests: int
     rows: int  # entity rows the run loaded
-
-
-def server_cpu_seconds(url: str) -> float:
-    """CPU the PostgreSQL server's processes have used so far: the postmaster, every
-    process it started and reaped (backends of finished connections), and those alive."""
-    with psycopg.connect(url) as connection:
-        row = connection.execute("SELECT current_setting('data_directory')").fetchone()
-    assert row is not None
-    postmaster = int((Path(row[0]) / "postmaster.pid").read_text().split()[0])
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # a process that ended while being read
-        pid, ppid = int(stat.parent.name), int(fields[1])
-        utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
-        if pid == postmaster:
-            total += utime + stime + cutime + cstime
-        elif ppid == postmaster:
-            total += utime + stime
-    return total / TICKS
 
 
 def sync_into(

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint format bench dev clean analytics-sources
+.PHONY: demo test test-fast lint format bench bench-realms dev clean analytics-sources
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.webhook_bench
 	$(BIN)/python -m benchmarks.webhook_fuzz
 	$(BIN)/python -m benchmarks.peers
+
+# By hand, not in `bench`: 1, 10 and 50 companies synced by the daemon on both stacks, and
+# a day of hourly schedules (about two hours on 2 cores; --quick for a smoke run).
+bench-realms: $(STAMP)
+	$(BIN)/python -m benchmarks.realms_bench
 
 # The dbt sources and staging models, written from the entity catalog (after editing it).
 analytics-sources: $(STAMP)
